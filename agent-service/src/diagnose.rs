@@ -1,0 +1,144 @@
+//! Diagnose the mesh: the gRPC health of every service, checked from here
+//! with the caller's trace context, and findings with recommended actions.
+
+use std::time::{Duration, Instant};
+
+use admesh_common::{MeshConfig, TraceContextInterceptor, lazy_channel};
+use admesh_proto::agent::v1::{DiagnoseResponse, Finding, ServiceHealth};
+use tonic::{codegen::InterceptedService, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+/// A health check slower than this is itself a finding.
+const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+type Client = HealthClient<InterceptedService<Channel, TraceContextInterceptor>>;
+
+/// Health clients for every service the agent can reach.
+#[derive(Clone, Debug)]
+pub struct MeshProbe {
+    services: Vec<(&'static str, Client)>,
+}
+
+impl MeshProbe {
+    pub fn from_config(config: &MeshConfig) -> anyhow::Result<Self> {
+        let targets = [
+            ("ad-server", &config.agent.ad_server_url),
+            ("bid-engine", &config.agent.bid_engine_url),
+            ("queue-service", &config.agent.queue_url),
+            ("analytics-service", &config.agent.analytics_url),
+        ];
+        let mut services = Vec::with_capacity(targets.len());
+        for (name, url) in targets {
+            let client =
+                HealthClient::with_interceptor(lazy_channel(url)?, TraceContextInterceptor);
+            services.push((name, client));
+        }
+        Ok(Self { services })
+    }
+
+    /// Checks every service concurrently and explains what is wrong.
+    pub async fn diagnose(&self) -> DiagnoseResponse {
+        let checks = self.services.iter().map(|(name, client)| {
+            let mut client = client.clone();
+            async move { check_one(name, &mut client).await }
+        });
+        let services: Vec<ServiceHealth> = futures_util::future::join_all(checks).await;
+        let findings = findings_for(&services);
+        let serving = services.iter().filter(|s| s.status == "serving").count();
+        let overall = if serving == services.len() {
+            "healthy"
+        } else if serving == 0 {
+            "unhealthy"
+        } else {
+            "degraded"
+        };
+        DiagnoseResponse {
+            overall: overall.into(),
+            services,
+            queue_backlog: 0,
+            findings,
+            time: Some(admesh_common::time::timestamp(
+                admesh_common::time::now_millis(),
+            )),
+        }
+    }
+}
+
+async fn check_one(name: &'static str, client: &mut Client) -> ServiceHealth {
+    let started = Instant::now();
+    let mut request = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    request.set_timeout(HEALTH_CHECK_TIMEOUT);
+    let status = match client.check(request).await {
+        Ok(response) => match response.into_inner().status() {
+            ServingStatus::Serving => "serving",
+            _ => "not_serving",
+        },
+        Err(error) => {
+            tracing::debug!(service = name, error = %error, "health check failed");
+            "unreachable"
+        }
+    };
+    ServiceHealth {
+        service: name.into(),
+        status: status.into(),
+        latency: prost_types::Duration::try_from(started.elapsed()).ok(),
+        error_rate: 0.0,
+        p99_latency: None,
+    }
+}
+
+/// One finding per service that is not serving, with what to do about it.
+pub fn findings_for(services: &[ServiceHealth]) -> Vec<Finding> {
+    services
+        .iter()
+        .filter_map(|service| {
+            let (title, action) = match service.status.as_str() {
+                "serving" => return None,
+                "not_serving" => (
+                    format!("{} is up but not serving", service.service),
+                    "check its database and Redis connections (its dependencies are probed every second)",
+                ),
+                _ => (
+                    format!("{} is unreachable", service.service),
+                    "check that the process or pod is running and that its address is configured correctly",
+                ),
+            };
+            Some(Finding {
+                severity: "critical".into(),
+                title,
+                detail: format!("health check answered {}", service.status),
+                recommended_action: action.into(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(service: &str, status: &str) -> ServiceHealth {
+        ServiceHealth {
+            service: service.into(),
+            status: status.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_service_not_serving_is_a_critical_finding() {
+        let findings = findings_for(&[
+            health("bid-engine", "serving"),
+            health("queue-service", "not_serving"),
+            health("analytics-service", "unreachable"),
+        ]);
+        assert_eq!(findings.len(), 2);
+        assert!(findings[0].title.contains("queue-service"));
+        assert!(findings[1].title.contains("unreachable"));
+        assert!(findings.iter().all(|f| f.severity == "critical"));
+    }
+}

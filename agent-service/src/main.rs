@@ -1,0 +1,10 @@
+//! `agent-service`: runs the service alone (any profile). See `admesh up`
+//! for the whole mesh in one process.
+
+fn main() -> std::process::ExitCode {
+    admesh_common::run_service(
+        admesh_agent_service::SERVICE_NAME,
+        |config| (config.agent.listen, "agent.listen"),
+        admesh_agent_service::serve,
+    )
+}

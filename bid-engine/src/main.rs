@@ -1,0 +1,10 @@
+//! `bid-engine`: runs the service alone (any profile). See `admesh up` for the
+//! whole mesh in one process.
+
+fn main() -> std::process::ExitCode {
+    admesh_common::run_service(
+        admesh_bid_engine::SERVICE_NAME,
+        |config| (config.bid_engine.listen, "bid_engine.listen"),
+        admesh_bid_engine::serve,
+    )
+}

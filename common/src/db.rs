@@ -1,0 +1,137 @@
+//! SQL storage for both profiles: SQLite (embedded) or PostgreSQL (cluster),
+//! chosen by the URL scheme. Migrations are embedded in the binary and
+//! applied at start; both dialects define the same tables and columns, so
+//! queries written once run on either.
+
+use std::{str::FromStr, time::Duration};
+
+use anyhow::Context;
+use sqlx::{
+    migrate::Migrator,
+    postgres::{PgPool, PgPoolOptions},
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    },
+};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// A connection pool to the profile's database.
+#[derive(Clone, Debug)]
+pub enum Database {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Database {
+    /// Opens a pool without waiting for the server, so a service can start
+    /// (and report NOT_SERVING) while its database is still coming up.
+    /// A SQLite file is created when missing.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .context("`database.url`: not a valid sqlite URL")?
+                .create_if_missing(true)
+                // WAL lets readers run beside the single writer.
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_lazy_with(options);
+            Ok(Self::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(3))
+                .connect_lazy(url)
+                .context("`database.url`: not a valid postgres URL")?;
+            Ok(Self::Postgres(pool))
+        } else {
+            anyhow::bail!("`database.url`: must start with sqlite: or postgres:")
+        }
+    }
+
+    /// Connects and applies every pending migration.
+    pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let database = Self::connect_lazy(url, max_connections)?;
+        database.migrate().await?;
+        Ok(database)
+    }
+
+    /// Applies pending migrations. Safe to run from several processes at
+    /// once: PostgreSQL migrations take an advisory lock.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+            Self::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+        }
+        .context("applying database migrations")
+    }
+
+    /// One round trip, for health checks.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            Self::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+        }
+        .context("database ping")
+    }
+
+    /// "sqlite" or "postgres".
+    pub fn dialect(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Names of the tables the migrations created, sorted.
+    pub async fn table_names(&self) -> anyhow::Result<Vec<String>> {
+        let names: Vec<(String,)> = match self {
+            Self::Sqlite(pool) => {
+                sqlx::query_as(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' \
+                     AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx%' ORDER BY name",
+                )
+                .fetch_all(pool)
+                .await?
+            }
+            Self::Postgres(pool) => {
+                sqlx::query_as(
+                    "SELECT table_name::text FROM information_schema.tables \
+                     WHERE table_schema = current_schema() AND table_name NOT LIKE '_sqlx%' \
+                     ORDER BY table_name",
+                )
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        Ok(names.into_iter().map(|(name,)| name).collect())
+    }
+
+    /// Closes every connection (graceful shutdown).
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Runs the same sqlx expression against whichever pool `database` holds:
+/// `on_pool!(db, pool => sqlx::query("…").bind(x).execute(pool).await)`.
+/// Both dialects share table and column names, and `$1`-style parameters
+/// work in both (in order of first use).
+#[macro_export]
+macro_rules! on_pool {
+    ($database:expr, $pool:ident => $body:expr) => {
+        match $database {
+            $crate::db::Database::Sqlite($pool) => $body,
+            $crate::db::Database::Postgres($pool) => $body,
+        }
+    };
+}

@@ -1,0 +1,99 @@
+//! Health that means something: a service reports SERVING on
+//! `grpc.health.v1.Health` (overall and under its own name) only while its
+//! dependencies answer, and NOT_SERVING before they first do, whenever they
+//! stop, and once shutdown begins.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{db::Database, redis_conn::Redis};
+
+/// Something a service cannot work without.
+#[derive(Clone, Debug)]
+pub enum Dependency {
+    /// SQL storage; migrations are (re)tried until they apply.
+    Sql(Database),
+    Redis(Redis),
+}
+
+impl Dependency {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Sql(_) => "sql",
+            Self::Redis(_) => "redis",
+        }
+    }
+}
+
+/// How often dependencies are probed once healthy; faster before that.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+const STARTUP_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Probes `dependencies` until `shutdown`, keeping the overall status and
+/// `grpc_service_name`'s status in `reporter` current.
+pub async fn track_readiness(
+    reporter: HealthReporter,
+    service: &'static str,
+    grpc_service_name: &'static str,
+    dependencies: Vec<Dependency>,
+    shutdown: CancellationToken,
+) {
+    let mut migrated = false;
+    let mut serving: Option<bool> = None;
+    loop {
+        let mut all_up = true;
+        for dependency in &dependencies {
+            let result = match dependency {
+                Dependency::Sql(database) if !migrated => {
+                    let result = database.migrate().await;
+                    migrated = result.is_ok();
+                    result
+                }
+                Dependency::Sql(database) => database.ping().await,
+                Dependency::Redis(redis) => redis.ping().await,
+            };
+            let up = result.is_ok();
+            metrics::gauge!(
+                "admesh_dependency_up",
+                "service" => service,
+                "dependency" => dependency.name()
+            )
+            .set(if up { 1.0 } else { 0.0 });
+            if let Err(error) = result {
+                if serving != Some(false) {
+                    tracing::warn!(dependency = dependency.name(), error = %format!("{error:#}"), "dependency unavailable");
+                }
+                all_up = false;
+            }
+        }
+        if serving != Some(all_up) {
+            let status = if all_up {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            reporter.set_service_status("", status).await;
+            reporter.set_service_status(grpc_service_name, status).await;
+            tracing::info!(service, serving = all_up, "health changed");
+            serving = Some(all_up);
+        }
+        let interval = if all_up {
+            PROBE_INTERVAL
+        } else {
+            STARTUP_PROBE_INTERVAL
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+    // Tell load balancers to stop sending work while we drain.
+    reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    reporter
+        .set_service_status(grpc_service_name, ServingStatus::NotServing)
+        .await;
+}

@@ -1,0 +1,89 @@
+//! Logs and traces. Logs go to stdout as JSON (or text) with the span fields
+//! of the request they belong to (`trace_id`, `request_id`, `rpc`). Traces
+//! are always built, so trace ids exist and propagate across every hop; they
+//! are exported over OTLP/gRPC only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+
+use anyhow::Context;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+
+use crate::config::{LogFormat, TelemetryConfig};
+
+/// Flushes buffered spans when the process ends.
+#[must_use = "dropping the guard does not flush; call shutdown() at exit"]
+pub struct TelemetryGuard {
+    tracer_provider: SdkTracerProvider,
+}
+
+impl TelemetryGuard {
+    /// Exports the spans still buffered; call once, at the end of `main`.
+    pub fn shutdown(self) {
+        if let Err(error) = self.tracer_provider.shutdown() {
+            eprintln!("failed to flush traces: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber, tracer provider and W3C propagator.
+/// `service_name` becomes the OTel `service.name` (unless
+/// `OTEL_SERVICE_NAME` overrides it).
+pub fn init_telemetry(
+    service_name: &str,
+    config: &TelemetryConfig,
+) -> anyhow::Result<TelemetryGuard> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+
+    let service_name =
+        std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service_name.to_string());
+    let resource = Resource::builder().with_service_name(service_name).build();
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    if otlp_endpoint_configured() {
+        // The exporter reads OTEL_EXPORTER_OTLP_ENDPOINT itself.
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()
+            .context("OTEL_EXPORTER_OTLP_ENDPOINT is set but the OTLP exporter cannot be built")?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    let tracer_provider = builder.build();
+    opentelemetry::global::set_tracer_provider(tracer_provider.clone());
+    let tracer = tracer_provider.tracer("admesh");
+
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.is_empty() => EnvFilter::try_new(directives),
+        _ => EnvFilter::try_new(&config.log_level),
+    }
+    .with_context(|| {
+        format!(
+            "`telemetry.log_level`: invalid filter {:?}",
+            config.log_level
+        )
+    })?;
+
+    let fmt_layer = match config.log_format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .flatten_event(true)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+    };
+    // A second init in one process (tests, `admesh up` helpers) keeps the first.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt_layer)
+        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .try_init();
+    Ok(TelemetryGuard { tracer_provider })
+}
+
+fn otlp_endpoint_configured() -> bool {
+    [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|var| std::env::var(var).is_ok_and(|v| !v.is_empty()))
+}

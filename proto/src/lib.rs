@@ -1,0 +1,80 @@
+//! The AdMesh API: generated messages, clients and servers for every service,
+//! and the file-descriptor set of each service (for reflection and the REST
+//! edge). The `.proto` files in `proto/proto/` are the contract.
+
+#![allow(clippy::all, missing_docs)]
+
+/// Generated code, nested by protobuf package so cross-package references
+/// resolve.
+pub mod admesh {
+    pub mod common {
+        pub mod v1 {
+            tonic::include_proto!("admesh.common.v1");
+        }
+    }
+    pub mod bid {
+        pub mod v1 {
+            tonic::include_proto!("admesh.bid.v1");
+        }
+    }
+    pub mod adserver {
+        pub mod v1 {
+            tonic::include_proto!("admesh.adserver.v1");
+        }
+    }
+    pub mod queue {
+        pub mod v1 {
+            tonic::include_proto!("admesh.queue.v1");
+        }
+    }
+    pub mod analytics {
+        pub mod v1 {
+            tonic::include_proto!("admesh.analytics.v1");
+        }
+    }
+    pub mod agent {
+        pub mod v1 {
+            tonic::include_proto!("admesh.agent.v1");
+        }
+    }
+    pub mod edge {
+        pub mod v1 {
+            tonic::include_proto!("admesh.edge.v1");
+        }
+    }
+}
+
+/// The `google.api.http` rule types, as the edge reads them.
+pub mod google {
+    pub mod api {
+        tonic::include_proto!("google.api");
+    }
+}
+
+pub use admesh::{adserver, agent, analytics, bid, common, edge, queue};
+
+/// Encoded `FileDescriptorSet`s, one per service, each with all its imports.
+pub mod descriptors {
+    macro_rules! descriptor {
+        ($stem:literal) => {
+            include_bytes!(concat!(env!("OUT_DIR"), "/", $stem, "_descriptor.bin"))
+        };
+    }
+
+    pub const BID_ENGINE: &[u8] = descriptor!("bid_engine");
+    pub const AD_SERVER: &[u8] = descriptor!("ad_server");
+    pub const QUEUE: &[u8] = descriptor!("queue");
+    pub const ANALYTICS: &[u8] = descriptor!("analytics");
+    pub const AGENT: &[u8] = descriptor!("agent");
+    pub const EDGE: &[u8] = descriptor!("edge");
+
+    /// (gRPC service name, descriptor set) of every service.
+    pub const ALL: &[(&str, &[u8])] = &[
+        ("admesh.bid.v1.BidEngine", BID_ENGINE),
+        ("admesh.adserver.v1.AdServer", AD_SERVER),
+        ("admesh.queue.v1.QueueService", QUEUE),
+        ("admesh.analytics.v1.AnalyticsService", ANALYTICS),
+        ("admesh.agent.v1.AgentService", AGENT),
+        ("admesh.edge.v1.EdgeAdmin", EDGE),
+    ];
+}

@@ -1,0 +1,10 @@
+//! `queue-service`: runs the service alone (any profile). See `admesh up` for the
+//! whole mesh in one process.
+
+fn main() -> std::process::ExitCode {
+    admesh_common::run_service(
+        admesh_queue_service::SERVICE_NAME,
+        |config| (config.queue.listen, "queue.listen"),
+        admesh_queue_service::serve,
+    )
+}

@@ -28,6 +28,11 @@ enum Command {
         #[arg(long)]
         no_demo: bool,
     },
+    /// Run one service alone, as its own binary would (any profile).
+    Serve {
+        #[arg(value_enum)]
+        service: ServiceName,
+    },
     /// Check the gRPC health of every service.
     Health,
     /// Send a plain-English command to the agent-service.
@@ -43,7 +48,67 @@ enum Command {
     },
 }
 
+/// The services `admesh serve` can run.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ServiceName {
+    AdServer,
+    BidEngine,
+    QueueService,
+    AnalyticsService,
+    AgentService,
+    Edge,
+}
+
+/// Runs one service exactly as its own binary does.
+fn serve_one(service: ServiceName, config: Option<PathBuf>) -> ExitCode {
+    use admesh_common::run_service;
+    match service {
+        ServiceName::AdServer => run_service(
+            admesh_ad_server::SERVICE_NAME,
+            config,
+            |c| (c.ad_server.listen, "ad_server.listen"),
+            admesh_ad_server::serve,
+        ),
+        ServiceName::BidEngine => run_service(
+            admesh_bid_engine::SERVICE_NAME,
+            config,
+            |c| (c.bid_engine.listen, "bid_engine.listen"),
+            admesh_bid_engine::serve,
+        ),
+        ServiceName::QueueService => run_service(
+            admesh_queue_service::SERVICE_NAME,
+            config,
+            |c| (c.queue.listen, "queue.listen"),
+            admesh_queue_service::serve,
+        ),
+        ServiceName::AnalyticsService => run_service(
+            admesh_analytics_service::SERVICE_NAME,
+            config,
+            |c| (c.analytics.listen, "analytics.listen"),
+            admesh_analytics_service::serve,
+        ),
+        ServiceName::AgentService => run_service(
+            admesh_agent_service::SERVICE_NAME,
+            config,
+            |c| (c.agent.listen, "agent.listen"),
+            admesh_agent_service::serve,
+        ),
+        ServiceName::Edge => run_service(
+            admesh_edge::SERVICE_NAME,
+            config,
+            |c| (c.edge.listen, "edge.listen"),
+            admesh_edge::serve,
+        ),
+    }
+}
+
 pub fn run(cli: Cli) -> ExitCode {
+    let command = cli.command.unwrap_or(Command::Up { no_demo: false });
+    if let Command::Serve { service } = command {
+        // Builds its own runtime and loads the config itself, like the
+        // per-service binaries.
+        return serve_one(service, cli.config);
+    }
     let config = match MeshConfig::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
@@ -62,10 +127,11 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command.unwrap_or(Command::Up { no_demo: false }) {
+        match command {
             Command::Up { no_demo } => crate::up::up(config, !no_demo).await,
             Command::Health => health(&config).await,
             Command::Agent { text, dry_run, url } => agent(&url, text, dry_run).await,
+            Command::Serve { .. } => anyhow::bail!("`admesh serve` runs outside the CLI runtime"),
         }
     });
     match result {

@@ -4,6 +4,7 @@
 fn main() -> std::process::ExitCode {
     admesh_common::run_service(
         admesh_agent_service::SERVICE_NAME,
+        None,
         |config| (config.agent.listen, "agent.listen"),
         admesh_agent_service::serve,
     )

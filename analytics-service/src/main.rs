@@ -4,6 +4,7 @@
 fn main() -> std::process::ExitCode {
     admesh_common::run_service(
         admesh_analytics_service::SERVICE_NAME,
+        None,
         |config| (config.analytics.listen, "analytics.listen"),
         admesh_analytics_service::serve,
     )

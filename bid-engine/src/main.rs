@@ -4,6 +4,7 @@
 fn main() -> std::process::ExitCode {
     admesh_common::run_service(
         admesh_bid_engine::SERVICE_NAME,
+        None,
         |config| (config.bid_engine.listen, "bid_engine.listen"),
         admesh_bid_engine::serve,
     )

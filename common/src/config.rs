@@ -265,10 +265,13 @@ impl MeshConfig {
         }
         let env = Env::prefixed("ADMESH_")
             .ignore(&["config"])
-            .map(|key| match key.as_str() {
+            .map(|key| {
                 // Documented shorthand for the initial admin's password.
-                "admin_password" => "edge.admin_password".into(),
-                other => other.replace("__", ".").into(),
+                if key.as_str().eq_ignore_ascii_case("admin_password") {
+                    "edge.admin_password".into()
+                } else {
+                    key.as_str().replace("__", ".").into()
+                }
             });
         let config: MeshConfig = figment
             .merge(env)
@@ -377,6 +380,7 @@ fn describe_figment_error(error: figment::Error) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
 

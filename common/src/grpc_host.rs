@@ -16,6 +16,28 @@ use crate::{
     metrics::metrics_router,
 };
 
+/// How long in-flight calls and idle client connections get to finish after
+/// shutdown begins; a client that never closes cannot hold the process.
+pub const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs `server` to completion, but gives up `DRAIN_GRACE` after `shutdown`.
+pub async fn drain_within_grace<E>(
+    server: impl std::future::Future<Output = Result<(), E>>,
+    shutdown: &CancellationToken,
+) -> Result<(), E> {
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result,
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(DRAIN_GRACE).await;
+        } => {
+            tracing::warn!("drain grace period over; closing remaining connections");
+            Ok(())
+        }
+    }
+}
+
 /// What a service hands to the host.
 pub struct GrpcService {
     /// Short name for logs and metric labels, e.g. "bid-engine".
@@ -56,11 +78,13 @@ pub async fn serve_grpc(
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(service.descriptor)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building reflection v1")?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(service.descriptor)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .context("building reflection v1alpha")?;
     let router = service
@@ -72,7 +96,7 @@ pub async fn serve_grpc(
         .merge(metrics_router());
 
     tracing::info!(service = service.name, addr = %address, "listening");
-    let result = tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         // HTTP/1.1 for Prometheus scrapes of /metrics; gRPC stays HTTP/2.
         .accept_http1(true)
         .tcp_nodelay(true)
@@ -81,7 +105,8 @@ pub async fn serve_grpc(
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listener),
             shutdown.clone().cancelled_owned(),
-        )
+        );
+    let result = drain_within_grace(server, &shutdown)
         .await
         .with_context(|| format!("{} server on {address}", service.name));
     shutdown.cancel();

@@ -75,10 +75,12 @@ pub async fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener>
         .with_context(|| format!("`{key}`: cannot listen on {address}"))
 }
 
-/// Runs one service as a process. `listen` picks the service's address from
+/// Runs one service as a process, with the config file `config_file` (or
+/// the one `ADMESH_CONFIG` names). `listen` picks the service's address from
 /// the config (and names its key); `serve` runs it on the bound listener.
 pub fn run_service<Serve, Fut>(
     name: &'static str,
+    config_file: Option<std::path::PathBuf>,
     listen: fn(&MeshConfig) -> (SocketAddr, &'static str),
     serve: Serve,
 ) -> ExitCode
@@ -86,7 +88,11 @@ where
     Serve: FnOnce(ServiceContext, TcpListener) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let config = match MeshConfig::load_from_env() {
+    let loaded = match config_file {
+        Some(path) => MeshConfig::load(Some(&path)),
+        None => MeshConfig::load_from_env(),
+    };
+    let config = match loaded {
         Ok(config) => config,
         Err(error) => {
             eprintln!("{name}: {error}");

@@ -11,6 +11,8 @@ pub mod health;
 use std::sync::Arc;
 
 use axum::{Router, response::IntoResponse, routing::get};
+use std::future::IntoFuture;
+
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
@@ -97,9 +99,10 @@ pub async fn serve(context: ServiceContext, listener: TcpListener) -> anyhow::Re
     let app = router(EdgeState { upstreams });
     let address = listener.local_addr()?;
     tracing::info!(service = SERVICE_NAME, addr = %address, "listening");
-    axum::serve(listener, app)
+    let server = axum::serve(listener, app)
         .with_graceful_shutdown(context.shutdown.clone().cancelled_owned())
-        .await?;
+        .into_future();
+    admesh_common::grpc_host::drain_within_grace(server, &context.shutdown).await?;
     tracing::info!(service = SERVICE_NAME, "stopped");
     Ok(())
 }

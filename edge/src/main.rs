@@ -4,6 +4,7 @@
 fn main() -> std::process::ExitCode {
     admesh_common::run_service(
         admesh_edge::SERVICE_NAME,
+        None,
         |config| (config.edge.listen, "edge.listen"),
         admesh_edge::serve,
     )

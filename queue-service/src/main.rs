@@ -4,6 +4,7 @@
 fn main() -> std::process::ExitCode {
     admesh_common::run_service(
         admesh_queue_service::SERVICE_NAME,
+        None,
         |config| (config.queue.listen, "queue.listen"),
         admesh_queue_service::serve,
     )

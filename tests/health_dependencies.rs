@@ -1,0 +1,133 @@
+//! Health follows dependencies: a service is NOT_SERVING until its database
+//! answers, SERVING while it does, NOT_SERVING when it stops answering, and
+//! SERVING again once it is back; Redis counts in the cluster profile.
+
+mod support;
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use admesh_common::{Database, MeshConfig, Redis, ServiceContext};
+use tokio_util::sync::CancellationToken;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+/// A TCP proxy to PostgreSQL that can be cut (dropping every connection and
+/// refusing new ones) and restored: a database outage we control.
+struct CuttableProxy {
+    address: SocketAddr,
+    up: Arc<AtomicBool>,
+    connections: Arc<Mutex<CancellationToken>>,
+}
+
+impl CuttableProxy {
+    async fn start(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let address = listener.local_addr().expect("address");
+        let up = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(Mutex::new(CancellationToken::new()));
+        let (accept_up, accept_connections) = (up.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !accept_up.load(Ordering::SeqCst) {
+                    continue; // dropped: connection refused in effect
+                }
+                let cut = accept_connections.lock().expect("lock").clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = cut.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    }
+                });
+            }
+        });
+        Self {
+            address,
+            up,
+            connections,
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        let mut token = self.connections.lock().expect("lock");
+        token.cancel();
+        *token = CancellationToken::new();
+    }
+}
+
+async fn serve_queue_service(
+    database: Database,
+    redis: Option<Redis>,
+) -> (SocketAddr, CancellationToken) {
+    let shutdown = CancellationToken::new();
+    let context = ServiceContext {
+        config: Arc::new(MeshConfig::default()),
+        database,
+        redis,
+        shutdown: shutdown.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(admesh_queue_service::serve(context, listener));
+    (address, shutdown)
+}
+
+#[tokio::test]
+async fn health_follows_the_database_through_an_outage() {
+    let postgres = support::TestPostgres::create().await;
+    let (host_and_port, path) = postgres
+        .url
+        .trim_start_matches("postgres://admesh:admesh@")
+        .split_once('/')
+        .expect("url shape");
+    let target: SocketAddr = host_and_port.parse().expect("postgres address");
+    let proxy = CuttableProxy::start(target).await;
+    let database = Database::connect_lazy(
+        &format!("postgres://admesh:admesh@{}/{path}", proxy.address),
+        4,
+    )
+    .expect("pool");
+
+    let (address, shutdown) = serve_queue_service(database, None).await;
+    // The database is unreachable: the service runs but does not serve.
+    support::wait_for_health(address, ServingStatus::NotServing).await;
+
+    proxy.restore();
+    support::wait_for_health(address, ServingStatus::Serving).await;
+
+    proxy.cut();
+    support::wait_for_health(address, ServingStatus::NotServing).await;
+
+    proxy.restore();
+    support::wait_for_health(address, ServingStatus::Serving).await;
+
+    shutdown.cancel();
+    postgres.drop_database().await;
+}
+
+#[tokio::test]
+async fn the_cluster_profile_serves_once_postgres_and_redis_answer() {
+    let postgres = support::TestPostgres::create().await;
+    let database = Database::connect_lazy(&postgres.url, 4).expect("pool");
+    let redis = Redis::connect(&support::redis_url()).await.expect("redis");
+    let (address, shutdown) = serve_queue_service(database, Some(redis)).await;
+    support::wait_for_health(address, ServingStatus::Serving).await;
+    shutdown.cancel();
+    postgres.drop_database().await;
+}

@@ -1,0 +1,304 @@
+//! The test sandbox: starts `admesh up` or single services as real OS
+//! processes on `127.0.0.1:0` listeners, learns their addresses from what
+//! they print, and gives fresh PostgreSQL databases. Nothing here sleeps to
+//! wait for a condition it can poll.
+
+#![allow(dead_code)]
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+/// Generous bounds: they only decide when a broken test gives up.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn admesh_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_admesh"))
+}
+
+/// A child process whose stdout and stderr lines are collected.
+pub struct Process {
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if let Ok(mut lines) = sink.lock() {
+                lines.push(line);
+            }
+        }
+    });
+    lines
+}
+
+impl Process {
+    pub fn spawn(args: &[&str], env: &[(&str, String)]) -> Self {
+        let mut command = Command::new(admesh_bin());
+        // Only the settings a test names reach the child.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("ADMESH_") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .args(args)
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn admesh");
+        let stdout = collect(child.stdout.take().expect("stdout"));
+        let stderr = collect(child.stderr.take().expect("stderr"));
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Polls stdout until `pick` returns a value for some line.
+    pub fn wait_for_stdout<T>(&mut self, mut pick: impl FnMut(&str) -> Option<T>) -> T {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Some(found) = self.stdout().iter().find_map(|line| pick(line)) {
+                return found;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "process exited with {status} before printing what we wait for\nstdout:\n{}\nstderr:\n{}",
+                    self.stdout().join("\n"),
+                    self.stderr().join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out; stdout:\n{}",
+                self.stdout().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the reader threads drain the pipes.
+                std::thread::sleep(Duration::from_millis(50));
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit in {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then wait for a graceful exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        self.wait_exit(Duration::from_secs(30))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The gRPC services of the mesh: (name printed by `admesh up`, gRPC service).
+pub const GRPC_SERVICES: &[(&str, &str)] = &[
+    ("ad-server", "admesh.adserver.v1.AdServer"),
+    ("bid-engine", "admesh.bid.v1.BidEngine"),
+    ("queue-service", "admesh.queue.v1.QueueService"),
+    ("analytics-service", "admesh.analytics.v1.AnalyticsService"),
+    ("agent-service", "admesh.agent.v1.AgentService"),
+];
+
+/// `admesh up` on ephemeral ports with a fresh SQLite file.
+pub struct Mesh {
+    pub process: Process,
+    pub addresses: HashMap<String, SocketAddr>,
+    _data: tempfile::TempDir,
+}
+
+impl Mesh {
+    pub fn start(extra_env: &[(&str, String)]) -> Self {
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut env = vec![(
+            "ADMESH_DATABASE__URL",
+            format!("sqlite://{}", data.path().join("admesh.db").display()),
+        )];
+        for key in [
+            "ADMESH_AD_SERVER__LISTEN",
+            "ADMESH_BID_ENGINE__LISTEN",
+            "ADMESH_QUEUE__LISTEN",
+            "ADMESH_ANALYTICS__LISTEN",
+            "ADMESH_AGENT__LISTEN",
+            "ADMESH_EDGE__LISTEN",
+        ] {
+            env.push((key, "127.0.0.1:0".to_string()));
+        }
+        env.extend(extra_env.iter().cloned());
+        let mut process = Process::spawn(&["up"], &env);
+        process.wait_for_stdout(|line| line.contains("mesh up").then_some(()));
+        let addresses = process
+            .stdout()
+            .iter()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("admesh: ")?;
+                let (name, address) = rest.split_once(" listening on ")?;
+                Some((name.to_string(), address.parse().ok()?))
+            })
+            .collect();
+        Self {
+            process,
+            addresses,
+            _data: data,
+        }
+    }
+
+    pub fn address(&self, service: &str) -> SocketAddr {
+        self.addresses[service]
+    }
+
+    pub fn url(&self, service: &str) -> String {
+        format!("http://{}", self.address(service))
+    }
+}
+
+/// `admesh serve <service>` on an ephemeral port; answers the process and
+/// the address it logged.
+pub fn spawn_service(
+    service: &str,
+    listen_key: &str,
+    env: &[(&str, String)],
+) -> (Process, SocketAddr) {
+    let mut all_env = vec![(listen_key, "127.0.0.1:0".to_string())];
+    all_env.extend(env.iter().cloned());
+    let mut process = Process::spawn(&["serve", service], &all_env);
+    let address = process.wait_for_stdout(|line| {
+        let log: serde_json::Value = serde_json::from_str(line).ok()?;
+        (log["message"] == "listening").then(|| log["addr"].as_str()?.parse().ok())?
+    });
+    (process, address)
+}
+
+/// Polls `grpc.health.v1.Health/Check` until the server says `want`.
+pub async fn wait_for_health(
+    address: SocketAddr,
+    want: tonic_health::pb::health_check_response::ServingStatus,
+) {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .expect("endpoint")
+        .connect_lazy();
+    let mut client = HealthClient::new(channel);
+    loop {
+        let answer = client
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().status());
+        if matches!(&answer, Ok(status) if *status == want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{address} never became {want:?} (last: {answer:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A PostgreSQL database made for one test and dropped after it.
+pub struct TestPostgres {
+    pub url: String,
+    name: String,
+    admin_url: String,
+}
+
+/// `TEST_POSTGRES_URL` (set by `scripts/test`).
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL").expect(
+        "TEST_POSTGRES_URL is not set: run the suite with scripts/test, which starts PostgreSQL",
+    )
+}
+
+/// `TEST_REDIS_URL` (set by `scripts/test`).
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL")
+        .expect("TEST_REDIS_URL is not set: run the suite with scripts/test, which starts Redis")
+}
+
+impl TestPostgres {
+    pub async fn create() -> Self {
+        use sqlx::Connection;
+        let admin_url = postgres_admin_url();
+        let name = format!("admesh_test_{}", uuid::Uuid::new_v4().simple());
+        let mut connection = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to test PostgreSQL");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut connection)
+            .await
+            .expect("create test database");
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .unwrap_or(&admin_url);
+        Self {
+            url: format!("{base}/{name}"),
+            name,
+            admin_url,
+        }
+    }
+
+    /// Drops the database (best effort; forced, so open pools do not block it).
+    pub async fn drop_database(self) {
+        use sqlx::Connection;
+        if let Ok(mut connection) = sqlx::PgConnection::connect(&self.admin_url).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut connection)
+            .await;
+        }
+    }
+}

@@ -263,16 +263,14 @@ impl MeshConfig {
             }
             figment = figment.merge(Toml::file(path));
         }
-        let env = Env::prefixed("ADMESH_")
-            .ignore(&["config"])
-            .map(|key| {
-                // Documented shorthand for the initial admin's password.
-                if key.as_str().eq_ignore_ascii_case("admin_password") {
-                    "edge.admin_password".into()
-                } else {
-                    key.as_str().replace("__", ".").into()
-                }
-            });
+        let env = Env::prefixed("ADMESH_").ignore(&["config"]).map(|key| {
+            // Documented shorthand for the initial admin's password.
+            if key.as_str().eq_ignore_ascii_case("admin_password") {
+                "edge.admin_password".into()
+            } else {
+                key.as_str().replace("__", ".").into()
+            }
+        });
         let config: MeshConfig = figment
             .merge(env)
             .extract()

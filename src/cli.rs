@@ -144,9 +144,7 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 async fn health(config: &MeshConfig) -> anyhow::Result<ExitCode> {
-    use tonic_health::pb::{
-        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-    };
+    use admesh_common::health::{RemoteHealth, check_remote, remote_health_client};
     let mut all_serving = true;
     for (name, url) in [
         ("ad-server", &config.edge.ad_server_url),
@@ -155,18 +153,9 @@ async fn health(config: &MeshConfig) -> anyhow::Result<ExitCode> {
         ("analytics-service", &config.edge.analytics_url),
         ("agent-service", &config.edge.agent_url),
     ] {
-        let mut client = HealthClient::new(admesh_common::lazy_channel(url)?);
-        let mut request = tonic::Request::new(HealthCheckRequest {
-            service: String::new(),
-        });
-        request.set_timeout(Duration::from_secs(2));
-        let status = match client.check(request).await {
-            Ok(response) if response.get_ref().status() == ServingStatus::Serving => "SERVING",
-            Ok(_) => "NOT_SERVING",
-            Err(_) => "UNREACHABLE",
-        };
-        all_serving &= status == "SERVING";
-        println!("{name:<18} {url:<28} {status}");
+        let status = check_remote(&remote_health_client(url)?, Duration::from_secs(2)).await;
+        all_serving &= status == RemoteHealth::Serving;
+        println!("{name:<18} {url:<28} {}", status.as_str());
     }
     Ok(if all_serving {
         ExitCode::SUCCESS

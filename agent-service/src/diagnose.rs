@@ -3,22 +3,19 @@
 
 use std::time::{Duration, Instant};
 
-use admesh_common::{MeshConfig, TraceContextInterceptor, lazy_channel};
-use admesh_proto::agent::v1::{DiagnoseResponse, Finding, ServiceHealth};
-use tonic::{codegen::InterceptedService, transport::Channel};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+use admesh_common::{
+    MeshConfig,
+    health::{RemoteHealth, RemoteHealthClient, check_remote, remote_health_client},
 };
+use admesh_proto::agent::v1::{DiagnoseResponse, Finding, ServiceHealth};
 
 /// A health check slower than this is itself a finding.
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
-type Client = HealthClient<InterceptedService<Channel, TraceContextInterceptor>>;
-
 /// Health clients for every service the agent can reach.
 #[derive(Clone, Debug)]
 pub struct MeshProbe {
-    services: Vec<(&'static str, Client)>,
+    services: Vec<(&'static str, RemoteHealthClient)>,
 }
 
 impl MeshProbe {
@@ -31,22 +28,23 @@ impl MeshProbe {
         ];
         let mut services = Vec::with_capacity(targets.len());
         for (name, url) in targets {
-            let client =
-                HealthClient::with_interceptor(lazy_channel(url)?, TraceContextInterceptor);
-            services.push((name, client));
+            services.push((name, remote_health_client(url)?));
         }
         Ok(Self { services })
     }
 
     /// Checks every service concurrently and explains what is wrong.
     pub async fn diagnose(&self) -> DiagnoseResponse {
-        let checks = self.services.iter().map(|(name, client)| {
-            let mut client = client.clone();
-            async move { check_one(name, &mut client).await }
-        });
+        let checks = self
+            .services
+            .iter()
+            .map(|(name, client)| check_one(name, client));
         let services: Vec<ServiceHealth> = futures_util::future::join_all(checks).await;
         let findings = findings_for(&services);
-        let serving = services.iter().filter(|s| s.status == "serving").count();
+        let serving = services
+            .iter()
+            .filter(|s| s.status == RemoteHealth::Serving.as_str())
+            .count();
         let overall = if serving == services.len() {
             "healthy"
         } else if serving == 0 {
@@ -66,25 +64,12 @@ impl MeshProbe {
     }
 }
 
-async fn check_one(name: &'static str, client: &mut Client) -> ServiceHealth {
+async fn check_one(name: &'static str, client: &RemoteHealthClient) -> ServiceHealth {
     let started = Instant::now();
-    let mut request = tonic::Request::new(HealthCheckRequest {
-        service: String::new(),
-    });
-    request.set_timeout(HEALTH_CHECK_TIMEOUT);
-    let status = match client.check(request).await {
-        Ok(response) => match response.into_inner().status() {
-            ServingStatus::Serving => "serving",
-            _ => "not_serving",
-        },
-        Err(error) => {
-            tracing::debug!(service = name, error = %error, "health check failed");
-            "unreachable"
-        }
-    };
+    let status = check_remote(client, HEALTH_CHECK_TIMEOUT).await;
     ServiceHealth {
         service: name.into(),
-        status: status.into(),
+        status: status.as_str().into(),
         latency: prost_types::Duration::try_from(started.elapsed()).ok(),
         error_rate: 0.0,
         p99_latency: None,

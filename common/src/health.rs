@@ -97,3 +97,56 @@ pub async fn track_readiness(
         .set_service_status(grpc_service_name, ServingStatus::NotServing)
         .await;
 }
+
+/// How another service answered `grpc.health.v1.Health/Check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemoteHealth {
+    Serving,
+    NotServing,
+    Unreachable,
+}
+
+impl RemoteHealth {
+    /// "serving", "not_serving" or "unreachable".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Serving => "serving",
+            Self::NotServing => "not_serving",
+            Self::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// A health client that carries the caller's trace context.
+pub type RemoteHealthClient = tonic_health::pb::health_client::HealthClient<
+    tonic::codegen::InterceptedService<tonic::transport::Channel, crate::TraceContextInterceptor>,
+>;
+
+/// A health client for the service at `url`, connecting on first use.
+pub fn remote_health_client(url: &str) -> anyhow::Result<RemoteHealthClient> {
+    Ok(
+        tonic_health::pb::health_client::HealthClient::with_interceptor(
+            crate::lazy_channel(url)?,
+            crate::TraceContextInterceptor,
+        ),
+    )
+}
+
+/// Checks the overall health of the service behind `client` within `timeout`.
+pub async fn check_remote(client: &RemoteHealthClient, timeout: Duration) -> RemoteHealth {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let mut request = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    request.set_timeout(timeout);
+    match client.clone().check(request).await {
+        Ok(response) if response.get_ref().status() == ServingStatus::Serving => {
+            RemoteHealth::Serving
+        }
+        Ok(_) => RemoteHealth::NotServing,
+        Err(error) => {
+            tracing::debug!(error = %error, "health check failed");
+            RemoteHealth::Unreachable
+        }
+    }
+}

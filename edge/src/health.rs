@@ -4,25 +4,21 @@
 
 use std::time::Duration;
 
+use admesh_common::{
+    MeshConfig,
+    health::{RemoteHealthClient, check_remote, remote_health_client},
+};
 use axum::{Json, extract::State, response::IntoResponse};
 use http::StatusCode;
-use tonic::{codegen::InterceptedService, transport::Channel};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
-
-use admesh_common::{MeshConfig, TraceContextInterceptor, lazy_channel};
 
 use crate::EdgeState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_millis(500);
 
-type Client = HealthClient<InterceptedService<Channel, TraceContextInterceptor>>;
-
 /// Health clients of the services behind the edge.
 #[derive(Debug)]
 pub struct Upstreams {
-    clients: Vec<(&'static str, Client)>,
+    clients: Vec<(&'static str, RemoteHealthClient)>,
 }
 
 impl Upstreams {
@@ -36,32 +32,15 @@ impl Upstreams {
             ("analytics-service", &edge.analytics_url),
             ("agent-service", &edge.agent_url),
         ] {
-            clients.push((
-                name,
-                HealthClient::with_interceptor(lazy_channel(url)?, TraceContextInterceptor),
-            ));
+            clients.push((name, remote_health_client(url)?));
         }
         Ok(Self { clients })
     }
 
     /// (service, "serving" | "not_serving" | "unreachable") for each upstream.
     pub async fn statuses(&self) -> Vec<(&'static str, &'static str)> {
-        let checks = self.clients.iter().map(|(name, client)| {
-            let mut client = client.clone();
-            async move {
-                let mut request = tonic::Request::new(HealthCheckRequest {
-                    service: String::new(),
-                });
-                request.set_timeout(CHECK_TIMEOUT);
-                let status = match client.check(request).await {
-                    Ok(response) if response.get_ref().status() == ServingStatus::Serving => {
-                        "serving"
-                    }
-                    Ok(_) => "not_serving",
-                    Err(_) => "unreachable",
-                };
-                (*name, status)
-            }
+        let checks = self.clients.iter().map(|(name, client)| async move {
+            (*name, check_remote(client, CHECK_TIMEOUT).await.as_str())
         });
         futures_util::future::join_all(checks).await
     }

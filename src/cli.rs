@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 
-use admesh_common::MeshConfig;
+use admesh_common::{MeshConfig, ServiceKind};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,8 +30,8 @@ enum Command {
     },
     /// Run one service alone, as its own binary would (any profile).
     Serve {
-        #[arg(value_enum)]
-        service: ServiceName,
+        /// ad-server, bid-engine, queue-service, analytics-service, agent-service or edge.
+        service: ServiceKind,
     },
     /// Check the gRPC health of every service.
     Health,
@@ -48,58 +48,11 @@ enum Command {
     },
 }
 
-/// The services `admesh serve` can run.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum ServiceName {
-    AdServer,
-    BidEngine,
-    QueueService,
-    AnalyticsService,
-    AgentService,
-    Edge,
-}
-
 /// Runs one service exactly as its own binary does.
-fn serve_one(service: ServiceName, config: Option<PathBuf>) -> ExitCode {
-    use admesh_common::run_service;
-    match service {
-        ServiceName::AdServer => run_service(
-            admesh_ad_server::SERVICE_NAME,
-            config,
-            |c| (c.ad_server.listen, "ad_server.listen"),
-            admesh_ad_server::serve,
-        ),
-        ServiceName::BidEngine => run_service(
-            admesh_bid_engine::SERVICE_NAME,
-            config,
-            |c| (c.bid_engine.listen, "bid_engine.listen"),
-            admesh_bid_engine::serve,
-        ),
-        ServiceName::QueueService => run_service(
-            admesh_queue_service::SERVICE_NAME,
-            config,
-            |c| (c.queue.listen, "queue.listen"),
-            admesh_queue_service::serve,
-        ),
-        ServiceName::AnalyticsService => run_service(
-            admesh_analytics_service::SERVICE_NAME,
-            config,
-            |c| (c.analytics.listen, "analytics.listen"),
-            admesh_analytics_service::serve,
-        ),
-        ServiceName::AgentService => run_service(
-            admesh_agent_service::SERVICE_NAME,
-            config,
-            |c| (c.agent.listen, "agent.listen"),
-            admesh_agent_service::serve,
-        ),
-        ServiceName::Edge => run_service(
-            admesh_edge::SERVICE_NAME,
-            config,
-            |c| (c.edge.listen, "edge.listen"),
-            admesh_edge::serve,
-        ),
-    }
+fn serve_one(service: ServiceKind, config: Option<PathBuf>) -> ExitCode {
+    admesh_common::run_service(service, config, move |context, listener| {
+        crate::mesh::serve(service, context, listener)
+    })
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -146,16 +99,10 @@ pub fn run(cli: Cli) -> ExitCode {
 async fn health(config: &MeshConfig) -> anyhow::Result<ExitCode> {
     use admesh_common::health::{RemoteHealth, check_remote, remote_health_client};
     let mut all_serving = true;
-    for (name, url) in [
-        ("ad-server", &config.edge.ad_server_url),
-        ("bid-engine", &config.edge.bid_engine_url),
-        ("queue-service", &config.edge.queue_url),
-        ("analytics-service", &config.edge.analytics_url),
-        ("agent-service", &config.edge.agent_url),
-    ] {
+    for (service, url) in config.edge_upstreams() {
         let status = check_remote(&remote_health_client(url)?, Duration::from_secs(2)).await;
         all_serving &= status == RemoteHealth::Serving;
-        println!("{name:<18} {url:<28} {}", status.as_str());
+        println!("{:<18} {url:<28} {}", service.name(), status.as_str());
     }
     Ok(if all_serving {
         ExitCode::SUCCESS

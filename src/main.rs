@@ -3,6 +3,7 @@
 
 mod cli;
 mod demo;
+mod mesh;
 mod up;
 
 use std::process::ExitCode;

@@ -3,12 +3,12 @@
 //! The RPCs of `admesh.adserver.v1.AdServer` that are not built yet answer UNIMPLEMENTED (the
 //! generated default), never a made-up result.
 
-use admesh_common::{GrpcService, ServiceContext, serve_grpc};
+use admesh_common::{GrpcService, ServiceContext, ServiceKind, serve_grpc};
 use admesh_proto::adserver::v1::ad_server_server::{AdServer, AdServerServer};
 use tokio::net::TcpListener;
 
-/// Name in logs, metrics and health.
-pub const SERVICE_NAME: &str = "ad-server";
+/// Which service of the mesh this is.
+pub const SERVICE: ServiceKind = ServiceKind::AdServer;
 
 /// The `admesh.adserver.v1.AdServer` implementation.
 #[derive(Clone, Debug)]
@@ -29,7 +29,7 @@ impl AdServer for AdServerService {}
 /// The service's routes, descriptor and names, for the gRPC host.
 pub fn grpc_service(context: &ServiceContext) -> GrpcService {
     GrpcService {
-        name: SERVICE_NAME,
+        name: SERVICE.name(),
         grpc_name: "admesh.adserver.v1.AdServer",
         descriptor: admesh_proto::descriptors::AD_SERVER,
         routes: tonic::service::Routes::new(AdServerServer::new(AdServerService::new(

@@ -20,15 +20,9 @@ pub struct MeshProbe {
 
 impl MeshProbe {
     pub fn from_config(config: &MeshConfig) -> anyhow::Result<Self> {
-        let targets = [
-            ("ad-server", &config.agent.ad_server_url),
-            ("bid-engine", &config.agent.bid_engine_url),
-            ("queue-service", &config.agent.queue_url),
-            ("analytics-service", &config.agent.analytics_url),
-        ];
-        let mut services = Vec::with_capacity(targets.len());
-        for (name, url) in targets {
-            services.push((name, remote_health_client(url)?));
+        let mut services = Vec::new();
+        for (service, url) in config.agent_targets() {
+            services.push((service.name(), remote_health_client(url)?));
         }
         Ok(Self { services })
     }

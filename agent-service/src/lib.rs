@@ -6,7 +6,7 @@
 
 pub mod diagnose;
 
-use admesh_common::{GrpcService, ServiceContext, serve_grpc};
+use admesh_common::{GrpcService, ServiceContext, ServiceKind, serve_grpc};
 use admesh_proto::agent::v1::{
     DiagnoseRequest, DiagnoseResponse,
     agent_service_server::{AgentService, AgentServiceServer},
@@ -16,8 +16,8 @@ use tonic::{Request, Response, Status};
 
 use crate::diagnose::MeshProbe;
 
-/// Name in logs, metrics and health.
-pub const SERVICE_NAME: &str = "agent-service";
+/// Which service of the mesh this is.
+pub const SERVICE: ServiceKind = ServiceKind::AgentService;
 
 /// The `admesh.agent.v1.AgentService` implementation.
 #[derive(Clone, Debug)]
@@ -46,7 +46,7 @@ impl AgentService for AgentServiceImpl {
 /// The service's routes, descriptor and names, for the gRPC host.
 pub fn grpc_service(context: &ServiceContext) -> anyhow::Result<GrpcService> {
     Ok(GrpcService {
-        name: SERVICE_NAME,
+        name: SERVICE.name(),
         grpc_name: "admesh.agent.v1.AgentService",
         descriptor: admesh_proto::descriptors::AGENT,
         routes: tonic::service::Routes::new(AgentServiceServer::new(AgentServiceImpl::new(

@@ -3,9 +3,8 @@
 
 fn main() -> std::process::ExitCode {
     admesh_common::run_service(
-        admesh_agent_service::SERVICE_NAME,
+        admesh_agent_service::SERVICE,
         None,
-        |config| (config.agent.listen, "agent.listen"),
         admesh_agent_service::serve,
     )
 }

@@ -3,14 +3,14 @@
 //! The RPCs of `admesh.analytics.v1.AnalyticsService` that are not built yet answer UNIMPLEMENTED (the
 //! generated default), never a made-up result.
 
-use admesh_common::{GrpcService, ServiceContext, serve_grpc};
+use admesh_common::{GrpcService, ServiceContext, ServiceKind, serve_grpc};
 use admesh_proto::analytics::v1::analytics_service_server::{
     AnalyticsService, AnalyticsServiceServer,
 };
 use tokio::net::TcpListener;
 
-/// Name in logs, metrics and health.
-pub const SERVICE_NAME: &str = "analytics-service";
+/// Which service of the mesh this is.
+pub const SERVICE: ServiceKind = ServiceKind::AnalyticsService;
 
 /// The `admesh.analytics.v1.AnalyticsService` implementation.
 #[derive(Clone, Debug)]
@@ -31,7 +31,7 @@ impl AnalyticsService for AnalyticsServiceImpl {}
 /// The service's routes, descriptor and names, for the gRPC host.
 pub fn grpc_service(context: &ServiceContext) -> GrpcService {
     GrpcService {
-        name: SERVICE_NAME,
+        name: SERVICE.name(),
         grpc_name: "admesh.analytics.v1.AnalyticsService",
         descriptor: admesh_proto::descriptors::ANALYTICS,
         routes: tonic::service::Routes::new(AnalyticsServiceServer::new(

@@ -3,9 +3,8 @@
 
 fn main() -> std::process::ExitCode {
     admesh_common::run_service(
-        admesh_analytics_service::SERVICE_NAME,
+        admesh_analytics_service::SERVICE,
         None,
-        |config| (config.analytics.listen, "analytics.listen"),
         admesh_analytics_service::serve,
     )
 }

@@ -3,12 +3,12 @@
 //! The RPCs of `admesh.bid.v1.BidEngine` that are not built yet answer UNIMPLEMENTED (the
 //! generated default), never a made-up result.
 
-use admesh_common::{GrpcService, ServiceContext, serve_grpc};
+use admesh_common::{GrpcService, ServiceContext, ServiceKind, serve_grpc};
 use admesh_proto::bid::v1::bid_engine_server::{BidEngine, BidEngineServer};
 use tokio::net::TcpListener;
 
-/// Name in logs, metrics and health.
-pub const SERVICE_NAME: &str = "bid-engine";
+/// Which service of the mesh this is.
+pub const SERVICE: ServiceKind = ServiceKind::BidEngine;
 
 /// The `admesh.bid.v1.BidEngine` implementation.
 #[derive(Clone, Debug)]
@@ -29,7 +29,7 @@ impl BidEngine for BidEngineService {}
 /// The service's routes, descriptor and names, for the gRPC host.
 pub fn grpc_service(context: &ServiceContext) -> GrpcService {
     GrpcService {
-        name: SERVICE_NAME,
+        name: SERVICE.name(),
         grpc_name: "admesh.bid.v1.BidEngine",
         descriptor: admesh_proto::descriptors::BID_ENGINE,
         routes: tonic::service::Routes::new(BidEngineServer::new(BidEngineService::new(

@@ -2,10 +2,5 @@
 //! whole mesh in one process.
 
 fn main() -> std::process::ExitCode {
-    admesh_common::run_service(
-        admesh_bid_engine::SERVICE_NAME,
-        None,
-        |config| (config.bid_engine.listen, "bid_engine.listen"),
-        admesh_bid_engine::serve,
-    )
+    admesh_common::run_service(admesh_bid_engine::SERVICE, None, admesh_bid_engine::serve)
 }

@@ -11,6 +11,7 @@ pub mod health;
 pub mod metrics;
 pub mod redis_conn;
 pub mod runner;
+pub mod services;
 pub mod shutdown;
 pub mod telemetry;
 pub mod time;
@@ -23,6 +24,7 @@ pub use grpc_host::{GrpcService, serve_grpc};
 pub use health::Dependency;
 pub use redis_conn::Redis;
 pub use runner::{ServiceContext, run_service};
+pub use services::ServiceKind;
 pub use trace_context::TraceContextInterceptor;
 
 /// A gRPC client channel to `url` that connects on first use, so services

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::MeshConfig, db::Database, health::Dependency, redis_conn::Redis,
+    config::MeshConfig, db::Database, health::Dependency, redis_conn::Redis, services::ServiceKind,
     shutdown::cancel_on_signal, telemetry::init_telemetry,
 };
 
@@ -76,18 +76,17 @@ pub async fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener>
 }
 
 /// Runs one service as a process, with the config file `config_file` (or
-/// the one `ADMESH_CONFIG` names). `listen` picks the service's address from
-/// the config (and names its key); `serve` runs it on the bound listener.
+/// the one `ADMESH_CONFIG` names); `serve` runs it on the bound listener.
 pub fn run_service<Serve, Fut>(
-    name: &'static str,
+    service: ServiceKind,
     config_file: Option<std::path::PathBuf>,
-    listen: fn(&MeshConfig) -> (SocketAddr, &'static str),
     serve: Serve,
 ) -> ExitCode
 where
     Serve: FnOnce(ServiceContext, TcpListener) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    let name = service.name();
     let loaded = match config_file {
         Some(path) => MeshConfig::load(Some(&path)),
         None => MeshConfig::load_from_env(),
@@ -120,8 +119,7 @@ where
         let result = async {
             let shutdown = cancel_on_signal();
             let (database, redis) = connect_storage(&config, &shutdown).await?;
-            let (address, key) = listen(&config);
-            let listener = bind(address, key).await?;
+            let listener = bind(service.listen(&config), service.listen_key()).await?;
             let context = ServiceContext {
                 config: Arc::new(config),
                 database: database.clone(),

@@ -23,16 +23,9 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn from_config(config: &MeshConfig) -> anyhow::Result<Self> {
-        let edge = &config.edge;
         let mut clients = Vec::new();
-        for (name, url) in [
-            ("ad-server", &edge.ad_server_url),
-            ("bid-engine", &edge.bid_engine_url),
-            ("queue-service", &edge.queue_url),
-            ("analytics-service", &edge.analytics_url),
-            ("agent-service", &edge.agent_url),
-        ] {
-            clients.push((name, remote_health_client(url)?));
+        for (service, url) in config.edge_upstreams() {
+            clients.push((service.name(), remote_health_client(url)?));
         }
         Ok(Self { clients })
     }

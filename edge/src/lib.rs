@@ -16,12 +16,12 @@ use std::future::IntoFuture;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use admesh_common::ServiceContext;
+use admesh_common::{ServiceContext, ServiceKind};
 
 use crate::{error::ApiError, health::Upstreams};
 
-/// Name in logs, metrics and health.
-pub const SERVICE_NAME: &str = "edge";
+/// Which service of the mesh this is.
+pub const SERVICE: ServiceKind = ServiceKind::Edge;
 
 /// Shared state of the edge's handlers.
 #[derive(Clone, Debug)]
@@ -98,11 +98,11 @@ pub async fn serve(context: ServiceContext, listener: TcpListener) -> anyhow::Re
     let upstreams = Arc::new(Upstreams::from_config(&context.config)?);
     let app = router(EdgeState { upstreams });
     let address = listener.local_addr()?;
-    tracing::info!(service = SERVICE_NAME, addr = %address, "listening");
+    tracing::info!(service = SERVICE.name(), addr = %address, "listening");
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(context.shutdown.clone().cancelled_owned())
         .into_future();
     admesh_common::grpc_host::drain_within_grace(server, &context.shutdown).await?;
-    tracing::info!(service = SERVICE_NAME, "stopped");
+    tracing::info!(service = SERVICE.name(), "stopped");
     Ok(())
 }

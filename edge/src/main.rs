@@ -2,10 +2,5 @@
 //! mesh in one process.
 
 fn main() -> std::process::ExitCode {
-    admesh_common::run_service(
-        admesh_edge::SERVICE_NAME,
-        None,
-        |config| (config.edge.listen, "edge.listen"),
-        admesh_edge::serve,
-    )
+    admesh_common::run_service(admesh_edge::SERVICE, None, admesh_edge::serve)
 }

@@ -3,12 +3,12 @@
 //! The RPCs of `admesh.queue.v1.QueueService` that are not built yet answer UNIMPLEMENTED (the
 //! generated default), never a made-up result.
 
-use admesh_common::{GrpcService, ServiceContext, serve_grpc};
+use admesh_common::{GrpcService, ServiceContext, ServiceKind, serve_grpc};
 use admesh_proto::queue::v1::queue_service_server::{QueueService, QueueServiceServer};
 use tokio::net::TcpListener;
 
-/// Name in logs, metrics and health.
-pub const SERVICE_NAME: &str = "queue-service";
+/// Which service of the mesh this is.
+pub const SERVICE: ServiceKind = ServiceKind::QueueService;
 
 /// The `admesh.queue.v1.QueueService` implementation.
 #[derive(Clone, Debug)]
@@ -29,7 +29,7 @@ impl QueueService for QueueServiceImpl {}
 /// The service's routes, descriptor and names, for the gRPC host.
 pub fn grpc_service(context: &ServiceContext) -> GrpcService {
     GrpcService {
-        name: SERVICE_NAME,
+        name: SERVICE.name(),
         grpc_name: "admesh.queue.v1.QueueService",
         descriptor: admesh_proto::descriptors::QUEUE,
         routes: tonic::service::Routes::new(QueueServiceServer::new(QueueServiceImpl::new(

@@ -3,9 +3,8 @@
 
 fn main() -> std::process::ExitCode {
     admesh_common::run_service(
-        admesh_queue_service::SERVICE_NAME,
+        admesh_queue_service::SERVICE,
         None,
-        |config| (config.queue.listen, "queue.listen"),
         admesh_queue_service::serve,
     )
 }

@@ -67,22 +67,24 @@ where
             return Box::pin(self.inner.call(request));
         }
         let path = request.uri().path().to_owned();
-        let request_id = request
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let span = tracing::info_span!(
             "grpc",
             otel.name = %path,
             otel.kind = "server",
             rpc.system = "grpc",
-            rpc = %path,
             rpc.grpc.status_code = Empty,
             trace_id = Empty,
-            request_id = %request_id,
+            request_id = Empty,
         );
+        // The caller's request id when it sent one; the trace id correlates
+        // everything else, so none is minted here on the hot path.
+        if let Some(request_id) = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+        {
+            span.record("request_id", request_id);
+        }
         let _ = span.set_parent(extract_context(request.headers()));
         if let Some(trace_id) = trace_id_of(&span) {
             span.record("trace_id", trace_id.as_str());
@@ -105,14 +107,15 @@ where
             };
             let code_name = grpc_code_name(tonic::Code::from_i32(code));
             span.record("rpc.grpc.status_code", code);
+            // Static strings borrow; only the method name is copied.
             let method = path.rsplit('/').next().unwrap_or_default().to_owned();
-            let labels = [
-                ("service", service.to_string()),
-                ("method", method),
-                ("code", code_name.to_string()),
+            let labels = vec![
+                metrics::Label::from_static_parts("service", service),
+                metrics::Label::new("method", method),
+                metrics::Label::from_static_parts("code", code_name),
             ];
-            metrics::counter!("admesh_grpc_server_requests_total", &labels).increment(1);
-            metrics::histogram!("admesh_grpc_server_duration_seconds", &labels)
+            metrics::counter!("admesh_grpc_server_requests_total", labels.clone()).increment(1);
+            metrics::histogram!("admesh_grpc_server_duration_seconds", labels)
                 .record(started.elapsed().as_secs_f64());
             result
         })

@@ -34,10 +34,6 @@ impl FieldViolations {
         self.violations.is_empty()
     }
 
-    pub fn fields(&self) -> impl Iterator<Item = &str> {
-        self.violations.iter().map(|(field, _)| field.as_str())
-    }
-
     /// `Ok(())` when there is none, else one INVALID_ARGUMENT naming all.
     pub fn into_result(self) -> Result<(), tonic::Status> {
         if self.violations.is_empty() {

@@ -3,10 +3,7 @@
 //! code. The cause is logged; the client gets a safe message.
 
 use admesh_common::grpc_telemetry::grpc_code_name;
-use axum::{
-    Json,
-    response::{IntoResponse, Response},
-};
+use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
 /// The id of the request being answered, set by the request middleware.
@@ -59,8 +56,9 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(code = grpc_code_name(self.code), message = %self.message, "request failed");
         }
-        let mut response = (status, Json(error_body(self.code, &self.message, ""))).into_response();
-        // The request middleware re-renders the body with the request id.
+        // The body needs the request id, which the request middleware owns:
+        // it renders the body, once, from this extension.
+        let mut response = status.into_response();
         response.extensions_mut().insert(self);
         response
     }

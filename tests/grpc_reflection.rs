@@ -32,11 +32,7 @@ async fn grpcurl_lists_describes_and_health_checks_every_service() {
     let mesh = Mesh::start(&[]);
     for (name, grpc_service) in GRPC_SERVICES {
         let address = mesh.address(name).to_string();
-        support::wait_for_health(
-            mesh.address(name),
-            tonic_health::pb::health_check_response::ServingStatus::Serving,
-        )
-        .await;
+        support::wait_until_serving(mesh.address(name)).await;
 
         let (ok, listed) = run_grpcurl(&["-plaintext", &address, "list"]);
         assert!(ok, "{name}: grpcurl list failed: {listed}");
@@ -82,6 +78,9 @@ async fn grpcurl_lists_describes_and_health_checks_every_service() {
 
     // Messages are described from reflection too, with the seeds' JSON names.
     let queue = mesh.address("queue-service").to_string();
+    // Reflection describes the health service too.
+    let (ok, health) = run_grpcurl(&["-plaintext", &queue, "describe", "grpc.health.v1.Health"]);
+    assert!(ok && health.contains("rpc Check"), "{health}");
     let (ok, message) = run_grpcurl(&[
         "-plaintext",
         &queue,
@@ -106,13 +105,9 @@ async fn grpcurl_lists_describes_and_health_checks_every_service() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_edge_health_answer_over_http() {
-    let mesh = Mesh::start(&[]);
+    let mut mesh = Mesh::start(&[]);
     let bid_engine = mesh.address("bid-engine");
-    support::wait_for_health(
-        bid_engine,
-        tonic_health::pb::health_check_response::ServingStatus::Serving,
-    )
-    .await;
+    support::wait_until_serving(bid_engine).await;
     let http = reqwest::Client::new();
 
     // Prometheus scrapes the gRPC port over HTTP/1.1.
@@ -141,11 +136,7 @@ async fn metrics_and_edge_health_answer_over_http() {
         "analytics-service",
         "agent-service",
     ] {
-        support::wait_for_health(
-            mesh.address(service),
-            tonic_health::pb::health_check_response::ServingStatus::Serving,
-        )
-        .await;
+        support::wait_until_serving(mesh.address(service)).await;
     }
     let health: serde_json::Value = http
         .get(format!("{edge}/health"))
@@ -164,9 +155,11 @@ async fn metrics_and_edge_health_answer_over_http() {
         .expect("ready");
     assert_eq!(ready.status(), 200);
 
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
     let missing = http
         .get(format!("{edge}/api/v1/not-a-route"))
         .header("x-request-id", "req-test-1")
+        .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
         .send()
         .await
         .expect("request");
@@ -175,16 +168,20 @@ async fn metrics_and_edge_health_answer_over_http() {
     let body: serde_json::Value = missing.json().await.expect("json error body");
     assert_eq!(body["error"], "UNIMPLEMENTED");
     assert_eq!(body["requestId"], "req-test-1");
+
+    // The JSON log line of that request carries its request and trace ids.
+    let logged = mesh.process.wait_for_stdout(|line: &str| {
+        let log: serde_json::Value = serde_json::from_str(line).ok()?;
+        (log["message"] == "request failed" && log["span"]["request_id"] == "req-test-1")
+            .then_some(log)
+    });
+    assert_eq!(logged["span"]["trace_id"], trace_id, "{logged}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admesh_up_seeds_demo_campaigns_and_stops_gracefully_on_sigterm() {
     let mut mesh = Mesh::start(&[]);
-    support::wait_for_health(
-        mesh.address("bid-engine"),
-        tonic_health::pb::health_check_response::ServingStatus::Serving,
-    )
-    .await;
+    support::wait_until_serving(mesh.address("bid-engine")).await;
     let status = mesh.process.terminate();
     assert!(status.success(), "exit status {status}");
     let stderr = mesh.process.stdout().join("\n");

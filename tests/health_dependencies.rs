@@ -131,3 +131,33 @@ async fn the_cluster_profile_serves_once_postgres_and_redis_answer() {
     shutdown.cancel();
     postgres.drop_database().await;
 }
+
+#[tokio::test]
+async fn health_follows_redis_through_an_outage() {
+    let redis_target: SocketAddr = support::redis_url()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("redis address");
+    let proxy = CuttableProxy::start(redis_target).await;
+    proxy.restore();
+    let redis = Redis::connect(&format!("redis://{}", proxy.address))
+        .await
+        .expect("redis through the proxy");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = Database::connect_lazy(
+        &format!("sqlite://{}", dir.path().join("h.db").display()),
+        2,
+    )
+    .expect("pool");
+    let (address, shutdown) = serve_queue_service(database, Some(redis)).await;
+    support::wait_until_serving(address).await;
+
+    proxy.cut();
+    support::wait_for_health(address, ServingStatus::NotServing).await;
+
+    // The connection manager reconnects by itself once Redis is back.
+    proxy.restore();
+    support::wait_until_serving(address).await;
+    shutdown.cancel();
+}

@@ -54,7 +54,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = http_status(self.code);
         if status.is_server_error() {
-            tracing::warn!(code = grpc_code_name(self.code), message = %self.message, "request failed");
+            tracing::warn!(code = grpc_code_name(self.code), detail = %self.message, "request failed");
         }
         // The body needs the request id, which the request middleware owns:
         // it renders the body, once, from this extension.

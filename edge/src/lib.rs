@@ -69,11 +69,15 @@ async fn request_context(
         http.method = %request.method(),
         http.path = %request.uri().path(),
         http.status = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
         request_id = %request_id,
     );
     let _ = span.set_parent(admesh_common::trace_context::extract_context(
         request.headers(),
     ));
+    if let Some(trace_id) = admesh_common::trace_context::trace_id_of(&span) {
+        span.record("trace_id", trace_id.as_str());
+    }
     request
         .extensions_mut()
         .insert(error::RequestId(request_id.clone()));

@@ -246,6 +246,15 @@ pub async fn wait_for_health(
     }
 }
 
+/// Polls until the server at `address` reports SERVING.
+pub async fn wait_until_serving(address: SocketAddr) {
+    wait_for_health(
+        address,
+        tonic_health::pb::health_check_response::ServingStatus::Serving,
+    )
+    .await;
+}
+
 /// A PostgreSQL database made for one test and dropped after it.
 pub struct TestPostgres {
     pub url: String,

@@ -7,7 +7,12 @@ use admesh_common::{
     MeshConfig,
     health::{RemoteHealth, RemoteHealthClient, check_remote, remote_health_client},
 };
-use admesh_proto::agent::v1::{DiagnoseResponse, Finding, ServiceHealth};
+use admesh_common::{TraceContextInterceptor, lazy_channel};
+use admesh_proto::{
+    agent::v1::{DiagnoseResponse, Finding, ServiceHealth},
+    queue::v1::{GetQueueStatsRequest, queue_service_client::QueueServiceClient},
+};
+use tonic::{codegen::InterceptedService, transport::Channel};
 
 /// A health check slower than this is itself a finding.
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -16,6 +21,7 @@ const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug)]
 pub struct MeshProbe {
     services: Vec<(&'static str, RemoteHealthClient)>,
+    queue: QueueServiceClient<InterceptedService<Channel, TraceContextInterceptor>>,
 }
 
 impl MeshProbe {
@@ -24,7 +30,11 @@ impl MeshProbe {
         for (service, url) in config.agent_targets() {
             services.push((service.name(), remote_health_client(url)?));
         }
-        Ok(Self { services })
+        let queue = QueueServiceClient::with_interceptor(
+            lazy_channel(&config.agent.queue_url)?,
+            TraceContextInterceptor,
+        );
+        Ok(Self { services, queue })
     }
 
     /// Checks every service concurrently and explains what is wrong.
@@ -33,8 +43,21 @@ impl MeshProbe {
             .services
             .iter()
             .map(|(name, client)| check_one(name, client));
-        let services: Vec<ServiceHealth> = futures_util::future::join_all(checks).await;
-        let findings = findings_for(&services);
+        let (services, queue_backlog) =
+            tokio::join!(futures_util::future::join_all(checks), self.queue_backlog());
+        let mut findings = findings_for(&services);
+        if let Err(status) = &queue_backlog {
+            findings.push(Finding {
+                severity: "info".into(),
+                title: "queue backlog unknown".into(),
+                detail: format!(
+                    "queue statistics answered {:?}: {}",
+                    status.code(),
+                    status.message()
+                ),
+                recommended_action: "check the queue-service".into(),
+            });
+        }
         let serving = services
             .iter()
             .filter(|s| s.status == RemoteHealth::Serving.as_str())
@@ -49,12 +72,20 @@ impl MeshProbe {
         DiagnoseResponse {
             overall: overall.into(),
             services,
-            queue_backlog: 0,
+            queue_backlog: queue_backlog.ok(),
             findings,
             time: Some(admesh_common::time::timestamp(
                 admesh_common::time::now_millis(),
             )),
         }
+    }
+
+    /// Jobs queued now, as the queue-service reports them.
+    async fn queue_backlog(&self) -> Result<u64, tonic::Status> {
+        let mut request = tonic::Request::new(GetQueueStatsRequest {});
+        request.set_timeout(HEALTH_CHECK_TIMEOUT);
+        let stats = self.queue.clone().get_queue_stats(request).await?;
+        Ok(stats.into_inner().total)
     }
 }
 
@@ -65,7 +96,8 @@ async fn check_one(name: &'static str, client: &RemoteHealthClient) -> ServiceHe
         service: name.into(),
         status: status.as_str().into(),
         latency: prost_types::Duration::try_from(started.elapsed()).ok(),
-        error_rate: 0.0,
+        // Not measured yet: left unset rather than reported as 0.
+        error_rate: None,
         p99_latency: None,
     }
 }

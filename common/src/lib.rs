@@ -13,6 +13,7 @@ pub mod redis_conn;
 pub mod runner;
 pub mod services;
 pub mod shutdown;
+pub mod status;
 pub mod telemetry;
 pub mod time;
 pub mod trace_context;

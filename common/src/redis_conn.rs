@@ -8,6 +8,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 #[derive(Clone)]
 pub struct Redis {
+    client: redis::Client,
     manager: ConnectionManager,
 }
 
@@ -26,15 +27,24 @@ impl Redis {
             .set_connection_timeout(Duration::from_secs(2))
             .set_response_timeout(Duration::from_secs(5))
             .set_number_of_retries(3);
-        let manager = ConnectionManager::new_with_config(client, config)
+        let manager = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .context("connecting to Redis")?;
-        Ok(Self { manager })
+        Ok(Self { client, manager })
     }
 
     /// A handle to the shared connection; cheap to clone.
     pub fn connection(&self) -> ConnectionManager {
         self.manager.clone()
+    }
+
+    /// A dedicated connection for SUBSCRIBE (pub/sub cannot share the
+    /// multiplexed one). Callers reconnect when its stream ends.
+    pub async fn pubsub(&self) -> anyhow::Result<redis::aio::PubSub> {
+        self.client
+            .get_async_pubsub()
+            .await
+            .context("opening a Redis pub/sub connection")
     }
 
     /// One round trip, for health checks.

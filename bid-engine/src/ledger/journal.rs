@@ -1,0 +1,136 @@
+//! Writes spend totals to SQL behind the ledger. Only the latest total per
+//! campaign and day is kept in memory; writes only ever raise a stored total,
+//! so replicas writing concurrently (or out of order) cannot lower it.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use admesh_common::{Database, on_pool};
+
+/// Totals after a charge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpendTotals {
+    pub day: i64,
+    pub spent_today: i64,
+    pub impressions_today: i64,
+    pub lifetime_spent: i64,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    spend: HashMap<Arc<str>, SpendTotals>,
+    /// (campaign, user, day) → impressions that day.
+    frequency: HashMap<(Arc<str>, String, i64), i64>,
+}
+
+#[derive(Debug)]
+pub struct SpendJournal {
+    database: Database,
+    pending: Mutex<Pending>,
+}
+
+impl SpendJournal {
+    pub fn new(database: Database) -> Self {
+        Self {
+            database,
+            pending: Mutex::new(Pending::default()),
+        }
+    }
+
+    pub fn record_spend(&self, campaign_id: &Arc<str>, totals: SpendTotals) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.spend.insert(Arc::clone(campaign_id), totals);
+    }
+
+    pub fn record_frequency(&self, campaign_id: &Arc<str>, user_id: &str, day: i64, count: i64) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending
+            .frequency
+            .insert((Arc::clone(campaign_id), user_id.to_string(), day), count);
+    }
+
+    /// Writes everything pending in one transaction. On failure the entries
+    /// go back (unless newer ones arrived meanwhile) for the next attempt.
+    pub async fn flush(&self) -> anyhow::Result<()> {
+        let taken = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut *pending)
+        };
+        if taken.spend.is_empty() && taken.frequency.is_empty() {
+            return Ok(());
+        }
+        let result = self.write(&taken).await;
+        if result.is_err() {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            for (id, totals) in taken.spend {
+                pending.spend.entry(id).or_insert(totals);
+            }
+            for (key, count) in taken.frequency {
+                pending.frequency.entry(key).or_insert(count);
+            }
+        }
+        result
+    }
+
+    async fn write(&self, pending: &Pending) -> anyhow::Result<()> {
+        on_pool!(&self.database, pool => {
+            let mut tx = pool.begin().await?;
+            for (campaign_id, totals) in &pending.spend {
+                sqlx::query(
+                    "INSERT INTO campaign_daily_spend (campaign_id, day, spent, impressions) \
+                     VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (campaign_id, day) DO UPDATE SET \
+                     spent = CASE WHEN excluded.spent > campaign_daily_spend.spent \
+                                  THEN excluded.spent ELSE campaign_daily_spend.spent END, \
+                     impressions = CASE WHEN excluded.impressions > campaign_daily_spend.impressions \
+                                  THEN excluded.impressions ELSE campaign_daily_spend.impressions END",
+                )
+                .bind(campaign_id.as_ref())
+                .bind(totals.day)
+                .bind(totals.spent_today)
+                .bind(totals.impressions_today)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE campaigns SET lifetime_spent = $1 WHERE id = $2 AND lifetime_spent < $1",
+                )
+                .bind(totals.lifetime_spent)
+                .bind(campaign_id.as_ref())
+                .execute(&mut *tx)
+                .await?;
+            }
+            for ((campaign_id, user_id, day), count) in &pending.frequency {
+                sqlx::query(
+                    "INSERT INTO frequency_counts (campaign_id, user_id, day, impressions) \
+                     VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (campaign_id, user_id, day) DO UPDATE SET \
+                     impressions = CASE WHEN excluded.impressions > frequency_counts.impressions \
+                                   THEN excluded.impressions ELSE frequency_counts.impressions END",
+                )
+                .bind(campaign_id.as_ref())
+                .bind(user_id)
+                .bind(*day)
+                .bind(*count)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Today's frequency counts, to seed the embedded ledger after a restart.
+    pub async fn load_frequency(&self, day: i64) -> anyhow::Result<Vec<(String, String, i64)>> {
+        let rows: Vec<(String, String, i64)> = on_pool!(&self.database, pool => {
+            sqlx::query_as(
+                "SELECT campaign_id, user_id, CAST(impressions AS BIGINT) FROM frequency_counts WHERE day = $1",
+            )
+            .bind(day)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+}

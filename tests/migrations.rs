@@ -19,6 +19,7 @@ const EXPECTED_TABLES: &[&str] = &[
     "campaigns",
     "clicks",
     "commands",
+    "event_stream",
     "events_log",
     "frequency_counts",
     "job_events",

@@ -155,6 +155,10 @@ pub struct AdServerConfig {
     pub click_secret: Secret,
     /// Base of click-tracking URLs handed to browsers.
     pub public_base_url: String,
+    /// Consecutive bid-engine failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before letting one trial call through.
+    pub breaker_cooldown_ms: u64,
 }
 
 impl Default for AdServerConfig {
@@ -165,6 +169,8 @@ impl Default for AdServerConfig {
             bid_timeout_ms: 50,
             click_secret: Secret::default(),
             public_base_url: "http://127.0.0.1:8080".into(),
+            breaker_failures: 5,
+            breaker_cooldown_ms: 2_000,
         }
     }
 }
@@ -318,6 +324,18 @@ impl MeshConfig {
             return Err(ConfigError::invalid(
                 "ad_server.bid_timeout_ms",
                 "must be between 1 and 10000",
+            ));
+        }
+        if self.ad_server.breaker_failures == 0 {
+            return Err(ConfigError::invalid(
+                "ad_server.breaker_failures",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=600_000).contains(&self.ad_server.breaker_cooldown_ms) {
+            return Err(ConfigError::invalid(
+                "ad_server.breaker_cooldown_ms",
+                "must be between 1 and 600000",
             ));
         }
         for (key, value) in [

@@ -1,0 +1,413 @@
+//! The event stream between the ad-server (impressions, clicks) and the
+//! analytics consumer (SPEC §5): at-least-once, acknowledged after use.
+//!
+//! - [`RedisEventStream`] (cluster): a Redis Stream with a consumer group.
+//! - [`SqlEventStream`] (embedded): the `event_stream` table, durable
+//!   through SQLite; acknowledged entries are deleted.
+//!
+//! [`EventPublisher`] sits in front of either so that serving never waits
+//! on it: a bounded buffer, batched appends, retries, and a flush of what is
+//! buffered when the service shuts down.
+
+use std::{sync::Arc, time::Duration};
+
+use admesh_proto::analytics::v1::AdEvent;
+use anyhow::Context;
+use prost::Message;
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use crate::{Database, Redis, on_pool, runner::ServiceContext, time::now_millis};
+
+/// The Redis Stream key and its consumer group.
+pub const STREAM_KEY: &str = "admesh:events";
+pub const CONSUMER_GROUP: &str = "analytics";
+/// Redis trims the stream to about this many entries (acknowledged or not:
+/// a consumer further behind than this loses the oldest).
+const STREAM_MAX_LEN: usize = 5_000_000;
+
+/// One event read from the stream, with the id to acknowledge it by.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamEntry {
+    pub id: String,
+    pub event: AdEvent,
+}
+
+#[async_trait::async_trait]
+pub trait EventStream: Send + Sync + std::fmt::Debug {
+    /// Appends events in order, all or none.
+    async fn append(&self, events: &[AdEvent]) -> anyhow::Result<()>;
+
+    /// Up to `max` entries not yet delivered to `consumer` (after a restart:
+    /// the ones delivered but never acknowledged come first), waiting up to
+    /// `block` for some to arrive.
+    async fn read(
+        &self,
+        consumer: &str,
+        max: usize,
+        block: Duration,
+    ) -> anyhow::Result<Vec<StreamEntry>>;
+
+    /// Marks entries as processed; they will not be delivered again.
+    async fn ack(&self, ids: &[String]) -> anyhow::Result<()>;
+}
+
+/// The stream of the profile `context` runs in.
+pub fn event_stream(context: &ServiceContext) -> Arc<dyn EventStream> {
+    match &context.redis {
+        Some(redis) => Arc::new(RedisEventStream::new(redis.clone())),
+        None => Arc::new(SqlEventStream::new(context.database.clone())),
+    }
+}
+
+fn decode(bytes: &[u8]) -> anyhow::Result<AdEvent> {
+    AdEvent::decode(bytes).context("an event in the stream is not a valid AdEvent")
+}
+
+// ── cluster: Redis Streams ────────────────────────────────────────────────
+
+#[derive(Debug)]
+pub struct RedisEventStream {
+    redis: Redis,
+    group_ready: tokio::sync::OnceCell<()>,
+    /// Consumers that have re-read their pending entries since start.
+    caught_up: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl RedisEventStream {
+    pub fn new(redis: Redis) -> Self {
+        Self {
+            redis,
+            group_ready: tokio::sync::OnceCell::new(),
+            caught_up: std::sync::Mutex::new(Default::default()),
+        }
+    }
+
+    async fn ensure_group(&self) -> anyhow::Result<()> {
+        self.group_ready
+            .get_or_try_init(|| async {
+                let mut connection = self.redis.connection();
+                let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(STREAM_KEY)
+                    .arg(CONSUMER_GROUP)
+                    .arg("0")
+                    .arg("MKSTREAM")
+                    .query_async(&mut connection)
+                    .await;
+                match created {
+                    Ok(()) => Ok(()),
+                    Err(error) if error.code() == Some("BUSYGROUP") => Ok(()),
+                    Err(error) => {
+                        Err(anyhow::Error::new(error).context("creating the consumer group"))
+                    }
+                }
+            })
+            .await
+            .map(drop)
+    }
+}
+
+type StreamReply = Option<Vec<(String, Vec<(String, Vec<(String, Vec<u8>)>)>)>>;
+
+#[async_trait::async_trait]
+impl EventStream for RedisEventStream {
+    async fn append(&self, events: &[AdEvent]) -> anyhow::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for event in events {
+            pipe.cmd("XADD")
+                .arg(STREAM_KEY)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(STREAM_MAX_LEN)
+                .arg("*")
+                .arg("e")
+                .arg(event.encode_to_vec())
+                .ignore();
+        }
+        let mut connection = self.redis.connection();
+        pipe.query_async::<()>(&mut connection)
+            .await
+            .context("appending events to the Redis stream")
+    }
+
+    async fn read(
+        &self,
+        consumer: &str,
+        max: usize,
+        block: Duration,
+    ) -> anyhow::Result<Vec<StreamEntry>> {
+        self.ensure_group().await?;
+        let pending_first = !self
+            .caught_up
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(consumer);
+        let mut connection = self.redis.connection();
+        let mut command = redis::cmd("XREADGROUP");
+        command
+            .arg("GROUP")
+            .arg(CONSUMER_GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(max);
+        if !pending_first {
+            command.arg("BLOCK").arg(block.as_millis() as u64);
+        }
+        command
+            .arg("STREAMS")
+            .arg(STREAM_KEY)
+            .arg(if pending_first { "0" } else { ">" });
+        let reply: StreamReply = command
+            .query_async(&mut connection)
+            .await
+            .context("reading the Redis event stream")?;
+        let mut entries = Vec::new();
+        for (_key, items) in reply.unwrap_or_default() {
+            for (id, fields) in items {
+                if let Some((_, payload)) = fields.into_iter().find(|(name, _)| name == "e") {
+                    entries.push(StreamEntry {
+                        id,
+                        event: decode(&payload)?,
+                    });
+                }
+            }
+        }
+        if pending_first && entries.is_empty() {
+            self.caught_up
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(consumer.to_string());
+        }
+        Ok(entries)
+    }
+
+    async fn ack(&self, ids: &[String]) -> anyhow::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut connection = self.redis.connection();
+        redis::cmd("XACK")
+            .arg(STREAM_KEY)
+            .arg(CONSUMER_GROUP)
+            .arg(ids)
+            .query_async::<i64>(&mut connection)
+            .await
+            .context("acknowledging events")?;
+        Ok(())
+    }
+}
+
+// ── embedded: a SQL table ─────────────────────────────────────────────────
+
+#[derive(Debug)]
+pub struct SqlEventStream {
+    database: Database,
+    /// The last sequence number handed out since start; unacknowledged
+    /// entries are handed out again after a restart.
+    delivered_up_to: tokio::sync::Mutex<i64>,
+}
+
+/// How often an empty SQL stream is polled while a reader blocks.
+const SQL_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+impl SqlEventStream {
+    pub fn new(database: Database) -> Self {
+        Self {
+            database,
+            delivered_up_to: tokio::sync::Mutex::new(0),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStream for SqlEventStream {
+    async fn append(&self, events: &[AdEvent]) -> anyhow::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let now = now_millis();
+        on_pool!(&self.database, pool => {
+            let mut tx = pool.begin().await?;
+            for event in events {
+                sqlx::query("INSERT INTO event_stream (payload, appended_at) VALUES ($1, $2)")
+                    .bind(event.encode_to_vec())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// One reader at a time (the embedded profile has one consumer).
+    async fn read(
+        &self,
+        _consumer: &str,
+        max: usize,
+        block: Duration,
+    ) -> anyhow::Result<Vec<StreamEntry>> {
+        let mut delivered = self.delivered_up_to.lock().await;
+        let deadline = tokio::time::Instant::now() + block;
+        loop {
+            let rows: Vec<(i64, Vec<u8>)> = on_pool!(&self.database, pool => {
+                sqlx::query_as("SELECT seq, payload FROM event_stream WHERE seq > $1 ORDER BY seq LIMIT $2")
+                    .bind(*delivered)
+                    .bind(max as i64)
+                    .fetch_all(pool)
+                    .await?
+            });
+            if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
+                if let Some((last, _)) = rows.last() {
+                    *delivered = *last;
+                }
+                return rows
+                    .into_iter()
+                    .map(|(seq, payload)| {
+                        Ok(StreamEntry {
+                            id: seq.to_string(),
+                            event: decode(&payload)?,
+                        })
+                    })
+                    .collect();
+            }
+            tokio::time::sleep(SQL_POLL_INTERVAL.min(deadline - tokio::time::Instant::now())).await;
+        }
+    }
+
+    async fn ack(&self, ids: &[String]) -> anyhow::Result<()> {
+        let seqs = ids
+            .iter()
+            .map(|id| id.parse::<i64>())
+            .collect::<Result<Vec<_>, _>>()
+            .context("acknowledging an id that is not from this stream")?;
+        on_pool!(&self.database, pool => {
+            let mut tx = pool.begin().await?;
+            for seq in seqs {
+                sqlx::query("DELETE FROM event_stream WHERE seq = $1")
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
+
+// ── the publisher in front of either ──────────────────────────────────────
+
+/// Events waiting in memory before the publisher drops new ones.
+pub const PUBLISH_BUFFER: usize = 65_536;
+const PUBLISH_BATCH: usize = 512;
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+/// How long a shutdown waits for buffered events to be written.
+const SHUTDOWN_FLUSH_WITHIN: Duration = Duration::from_secs(10);
+
+/// Hands events to a background writer; never waits.
+#[derive(Clone, Debug)]
+pub struct EventPublisher {
+    sender: mpsc::Sender<AdEvent>,
+}
+
+/// The background writer; [`PublisherTask::finish`] flushes and stops it.
+#[derive(Debug)]
+pub struct PublisherTask {
+    closing: tokio_util::sync::CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+impl EventPublisher {
+    /// Starts the writer in front of `stream`.
+    pub fn spawn(stream: Arc<dyn EventStream>) -> (Self, PublisherTask) {
+        let (sender, receiver) = mpsc::channel(PUBLISH_BUFFER);
+        let closing = tokio_util::sync::CancellationToken::new();
+        let handle = tokio::spawn(write_events(stream, receiver, closing.clone()));
+        (Self { sender }, PublisherTask { closing, handle })
+    }
+
+    /// Queues `event`; when the buffer is full (the stream is down for a
+    /// while) the event is dropped and counted, and serving goes on.
+    pub fn publish(&self, event: AdEvent) {
+        match self.sender.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_) | mpsc::error::TrySendError::Closed(_)) => {
+                metrics::counter!("admesh_events_dropped_total").increment(1);
+            }
+        }
+    }
+}
+
+impl PublisherTask {
+    /// Stops taking events and writes every buffered one (bounded in time).
+    pub async fn finish(self) {
+        self.closing.cancel();
+        if tokio::time::timeout(SHUTDOWN_FLUSH_WITHIN, self.handle)
+            .await
+            .is_err()
+        {
+            tracing::error!("buffered events could not be written before shutdown");
+        }
+    }
+}
+
+async fn write_events(
+    stream: Arc<dyn EventStream>,
+    mut receiver: mpsc::Receiver<AdEvent>,
+    closing: tokio_util::sync::CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    loop {
+        let received = tokio::select! {
+            received = receiver.recv_many(&mut batch, PUBLISH_BATCH) => received,
+            () = closing.cancelled() => {
+                // Refuse new events, then write what is buffered.
+                receiver.close();
+                loop {
+                    if batch.is_empty() && receiver.recv_many(&mut batch, PUBLISH_BATCH).await == 0 {
+                        return;
+                    }
+                    append_with_retry(stream.as_ref(), &mut batch, None).await;
+                }
+            }
+        };
+        if received == 0 {
+            return;
+        }
+        append_with_retry(stream.as_ref(), &mut batch, Some(&closing)).await;
+    }
+}
+
+/// Appends `batch` (then clears it), retrying with backoff. While serving,
+/// a shutdown stops the retries early only after one more attempt.
+async fn append_with_retry(
+    stream: &dyn EventStream,
+    batch: &mut Vec<AdEvent>,
+    closing: Option<&tokio_util::sync::CancellationToken>,
+) {
+    let mut delay = RETRY_MIN;
+    loop {
+        match stream.append(batch).await {
+            Ok(()) => {
+                metrics::counter!("admesh_events_published_total").increment(batch.len() as u64);
+                batch.clear();
+                return;
+            }
+            Err(error) => {
+                metrics::counter!("admesh_event_publish_errors_total").increment(1);
+                tracing::warn!(error = %format!("{error:#}"), events = batch.len(), "publishing events failed; retrying");
+                if closing.is_some_and(|closing| closing.is_cancelled()) {
+                    // The shutdown path takes over this batch.
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}

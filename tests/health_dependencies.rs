@@ -4,70 +4,13 @@
 
 mod support;
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use support::CuttableProxy;
+
+use std::{net::SocketAddr, sync::Arc};
 
 use admesh_common::{Database, MeshConfig, Redis, ServiceContext};
 use tokio_util::sync::CancellationToken;
 use tonic_health::pb::health_check_response::ServingStatus;
-
-/// A TCP proxy to PostgreSQL that can be cut (dropping every connection and
-/// refusing new ones) and restored: a database outage we control.
-struct CuttableProxy {
-    address: SocketAddr,
-    up: Arc<AtomicBool>,
-    connections: Arc<Mutex<CancellationToken>>,
-}
-
-impl CuttableProxy {
-    async fn start(target: SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind proxy");
-        let address = listener.local_addr().expect("address");
-        let up = Arc::new(AtomicBool::new(false));
-        let connections = Arc::new(Mutex::new(CancellationToken::new()));
-        let (accept_up, accept_connections) = (up.clone(), connections.clone());
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if !accept_up.load(Ordering::SeqCst) {
-                    continue; // dropped: connection refused in effect
-                }
-                let cut = accept_connections.lock().expect("lock").clone();
-                tokio::spawn(async move {
-                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = cut.cancelled() => {}
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                    }
-                });
-            }
-        });
-        Self {
-            address,
-            up,
-            connections,
-        }
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        let mut token = self.connections.lock().expect("lock");
-        token.cancel();
-        *token = CancellationToken::new();
-    }
-}
 
 async fn serve_queue_service(
     database: Database,

@@ -83,10 +83,17 @@ pub async fn serve(context: ServiceContext, listener: TcpListener) -> anyhow::Re
     let maintenance = tokio::spawn(
         Arc::clone(&engine.catalog).maintain(Arc::clone(&engine.ledger), context.shutdown.clone()),
     );
+    // Bids need the campaign cache: not SERVING before its first load.
+    let mut dependencies = context.dependencies();
+    let catalog = Arc::clone(&engine.catalog);
+    dependencies.push(admesh_common::Dependency::Ready {
+        name: "campaign_cache",
+        check: Arc::new(move || catalog.is_loaded()),
+    });
     let served = serve_grpc(
         listener,
         grpc_service(engine.service),
-        context.dependencies(),
+        dependencies,
         context.shutdown.clone(),
     )
     .await;

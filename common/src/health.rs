@@ -3,7 +3,7 @@
 //! dependencies answer, and NOT_SERVING before they first do, whenever they
 //! stop, and once shutdown begins.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 use tonic_health::{ServingStatus, server::HealthReporter};
@@ -11,11 +11,22 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{db::Database, redis_conn::Redis};
 
 /// Something a service cannot work without.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Dependency {
     /// SQL storage; migrations are (re)tried until they apply.
     Sql(Database),
     Redis(Redis),
+    /// A condition of the service itself, e.g. its cache has loaded.
+    Ready {
+        name: &'static str,
+        check: Arc<dyn Fn() -> bool + Send + Sync>,
+    },
+}
+
+impl std::fmt::Debug for Dependency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Dependency {
@@ -23,6 +34,7 @@ impl Dependency {
         match self {
             Self::Sql(_) => "sql",
             Self::Redis(_) => "redis",
+            Self::Ready { name, .. } => name,
         }
     }
 }
@@ -53,6 +65,13 @@ pub async fn track_readiness(
                 }
                 Dependency::Sql(database) => database.ping().await,
                 Dependency::Redis(redis) => redis.ping().await,
+                Dependency::Ready { check, .. } => {
+                    if check() {
+                        Ok(())
+                    } else {
+                        Err(anyhow::anyhow!("not ready yet"))
+                    }
+                }
             };
             let up = result.is_ok();
             metrics::gauge!(

@@ -11,9 +11,14 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
+
+use tokio_util::sync::CancellationToken;
 
 /// Generous bounds: they only decide when a broken test gives up.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -152,16 +157,23 @@ pub const GRPC_SERVICES: &[(&str, &str)] = &[
 pub struct Mesh {
     pub process: Process,
     pub addresses: HashMap<String, SocketAddr>,
-    _data: tempfile::TempDir,
+    /// The SQLite database the mesh runs on.
+    pub database_url: String,
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Mesh {
     pub fn start(extra_env: &[(&str, String)]) -> Self {
         let data = tempfile::tempdir().expect("tempdir");
-        let mut env = vec![(
-            "ADMESH_DATABASE__URL",
-            format!("sqlite://{}", data.path().join("admesh.db").display()),
-        )];
+        let mut mesh = Self::start_in(data.path(), extra_env);
+        mesh._data = Some(data);
+        mesh
+    }
+
+    /// `admesh up` keeping its SQLite file in `dir` (to restart on it).
+    pub fn start_in(dir: &std::path::Path, extra_env: &[(&str, String)]) -> Self {
+        let database_url = format!("sqlite://{}", dir.join("admesh.db").display());
+        let mut env = vec![("ADMESH_DATABASE__URL", database_url.clone())];
         for key in [
             "ADMESH_AD_SERVER__LISTEN",
             "ADMESH_BID_ENGINE__LISTEN",
@@ -187,7 +199,8 @@ impl Mesh {
         Self {
             process,
             addresses,
-            _data: data,
+            database_url,
+            _data: None,
         }
     }
 
@@ -309,5 +322,121 @@ impl TestPostgres {
             .execute(&mut connection)
             .await;
         }
+    }
+}
+
+/// A TCP proxy to PostgreSQL that can be cut (dropping every connection and
+/// refusing new ones) and restored: a database outage we control.
+pub struct CuttableProxy {
+    pub address: SocketAddr,
+    up: Arc<AtomicBool>,
+    connections: Arc<Mutex<CancellationToken>>,
+}
+
+impl CuttableProxy {
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let address = listener.local_addr().expect("address");
+        let up = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(Mutex::new(CancellationToken::new()));
+        let (accept_up, accept_connections) = (up.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !accept_up.load(Ordering::SeqCst) {
+                    continue; // dropped: connection refused in effect
+                }
+                let cut = accept_connections.lock().expect("lock").clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = cut.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    }
+                });
+            }
+        });
+        Self {
+            address,
+            up,
+            connections,
+        }
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        let mut token = self.connections.lock().expect("lock");
+        token.cancel();
+        *token = CancellationToken::new();
+    }
+}
+
+/// A gRPC channel to `address` (connects on first use).
+pub fn channel(address: SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .expect("endpoint")
+        .connect_lazy()
+}
+
+/// A campaign with one ad, targeting only `placement` (so tests sharing a
+/// database do not bid on each other's impressions).
+pub fn placement_campaign(
+    name: &str,
+    placement: &str,
+    bid_price: i64,
+    daily_budget: i64,
+) -> admesh_proto::bid::v1::Campaign {
+    use admesh_proto::bid::v1 as pb;
+    pb::Campaign {
+        name: name.into(),
+        advertiser_id: "adv-test".into(),
+        bid_price,
+        daily_budget,
+        targeting: Some(pb::Targeting {
+            placements: vec![placement.into()],
+            ..Default::default()
+        }),
+        ads: vec![pb::Ad {
+            title: format!("{name} ad"),
+            image_url: "https://cdn.example.com/test.jpg".into(),
+            redirect_url: format!("https://example.com/{placement}"),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// A serve request for `user` on `placement` in the US, on mobile.
+pub fn serve_request(user: &str, placement: &str) -> admesh_proto::adserver::v1::ServeRequest {
+    admesh_proto::adserver::v1::ServeRequest {
+        user_id: user.into(),
+        placement_id: placement.into(),
+        // No demo campaign targets New Zealand without interests.
+        country_code: "NZ".into(),
+        device_type: admesh_proto::common::v1::DeviceType::Mobile as i32,
+        ..Default::default()
+    }
+}
+
+/// Polls `check` every 20 ms until it answers `Some`, failing after `within`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

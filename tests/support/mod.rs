@@ -130,10 +130,15 @@ impl Process {
 
     /// SIGTERM, then wait for a graceful exit.
     pub fn terminate(&mut self) -> ExitStatus {
+        self.send_sigterm();
+        self.wait_exit(Duration::from_secs(30))
+    }
+
+    /// SIGTERM without waiting: the process starts its graceful shutdown.
+    pub fn send_sigterm(&self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status();
-        self.wait_exit(Duration::from_secs(30))
     }
 }
 

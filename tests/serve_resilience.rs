@@ -212,6 +212,9 @@ async fn a_stalling_bid_engine_means_fast_no_fills_and_the_breaker_opens_and_rec
     assert_eq!(answer.no_fill_reason, NoFillReason::CircuitOpen as i32);
 }
 
+/// XRANGE's answer: (entry id, [(field, value)]).
+type StreamEntries = Vec<(String, Vec<(String, Vec<u8>)>)>;
+
 /// Impression events of `campaign_id` in the Redis stream.
 async fn impressions_in_stream(campaign_id: &str) -> Vec<AdEvent> {
     let client = redis::Client::open(redis_url()).expect("redis url");
@@ -219,7 +222,7 @@ async fn impressions_in_stream(campaign_id: &str) -> Vec<AdEvent> {
         .get_multiplexed_async_connection()
         .await
         .expect("redis");
-    let entries: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+    let entries: StreamEntries = redis::cmd("XRANGE")
         .arg(admesh_common::events::STREAM_KEY)
         .arg("-")
         .arg("+")

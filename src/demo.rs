@@ -2,7 +2,15 @@
 //! and budgets, so the README's `/serve` examples show targeting, a second-
 //! price auction and no-fill. Inserted only into an empty database.
 
-use admesh_common::{Database, on_pool, time::now_millis};
+use std::sync::Arc;
+
+use admesh_bid_engine::{
+    campaign::{
+        Ad, AgeRange, Campaign, CampaignStatus, PersistedSpend, Targeting, parse_device_type,
+    },
+    store::{CampaignFilter, CampaignStore},
+};
+use admesh_common::{Database, time::now_millis};
 
 /// A demo campaign: (name, advertiser, status, CPM bid in micros, daily
 /// budget in micros, frequency cap, targeting rules, ads).
@@ -12,7 +20,7 @@ struct DemoCampaign {
     status: &'static str,
     bid_price: i64,
     daily_budget: i64,
-    frequency_cap: Option<i32>,
+    frequency_cap: Option<u32>,
     rules: &'static [(&'static str, &'static str)],
     ads: &'static [(&'static str, &'static str)],
 }
@@ -177,64 +185,57 @@ const CAMPAIGNS: &[DemoCampaign] = &[
 /// Inserts the demo campaigns when there are no campaigns yet; returns how
 /// many were inserted.
 pub async fn seed(database: &Database) -> anyhow::Result<usize> {
-    let (existing,): (i64,) = on_pool!(database, pool => {
-        sqlx::query_as("SELECT COUNT(*) FROM campaigns").fetch_one(pool).await?
-    });
+    let store = CampaignStore::new(database.clone());
+    let existing = store.count(&CampaignFilter::default()).await?;
     if existing > 0 {
         return Ok(0);
     }
     let now = now_millis();
-    for (index, campaign) in CAMPAIGNS.iter().enumerate() {
-        let id = uuid::Uuid::new_v4().to_string();
-        on_pool!(database, pool => {
-            sqlx::query(
-                "INSERT INTO campaigns (id, name, advertiser_id, status, bid_price, daily_budget, \
-                 lifetime_budget, lifetime_spent, start_time, end_time, frequency_cap, created_seq, \
-                 version, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, NULL, 0, NULL, NULL, $7, $8, 1, $9, $10)",
-            )
-            .bind(&id)
-            .bind(campaign.name)
-            .bind(campaign.advertiser)
-            .bind(campaign.status)
-            .bind(campaign.bid_price)
-            .bind(campaign.daily_budget)
-            .bind(campaign.frequency_cap)
-            .bind(index as i64 + 1)
-            .bind(now)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(drop)?
-        });
-        for (rule_type, rule_value) in campaign.rules {
-            on_pool!(database, pool => {
-                sqlx::query("INSERT INTO campaign_targeting_rules (campaign_id, rule_type, rule_value) VALUES ($1, $2, $3)")
-                    .bind(&id)
-                    .bind(*rule_type)
-                    .bind(*rule_value)
-                    .execute(pool)
-                    .await
-            .map(drop)?
-            });
+    let campaigns: Vec<Campaign> = CAMPAIGNS.iter().map(|demo| demo.campaign(now)).collect();
+    store.insert_all(&campaigns).await?;
+    Ok(campaigns.len())
+}
+
+impl DemoCampaign {
+    fn campaign(&self, now: i64) -> Campaign {
+        let mut targeting = Targeting::default();
+        for (rule_type, value) in self.rules {
+            match *rule_type {
+                "country" => targeting.countries.push((*value).to_string()),
+                "device_type" => targeting.device_types.extend(parse_device_type(value)),
+                "placement" => targeting.placements.push((*value).to_string()),
+                "interest" => targeting.interests.push((*value).to_string()),
+                "age_range" => targeting.age_range = AgeRange::parse(value),
+                _ => {}
+            }
         }
-        for (title, slug) in campaign.ads {
-            on_pool!(database, pool => {
-                sqlx::query(
-                    "INSERT INTO campaign_ads (id, campaign_id, title, image_url, redirect_url, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(uuid::Uuid::new_v4().to_string())
-                .bind(&id)
-                .bind(*title)
-                .bind(format!("https://cdn.example.com/ads/{slug}.jpg"))
-                .bind(format!("https://example.com/{slug}?utm_source=admesh"))
-                .bind(now)
-                .execute(pool)
-                .await
-            .map(drop)?
-            });
+        Campaign {
+            id: Arc::from(uuid::Uuid::now_v7().to_string()),
+            name: self.name.to_string(),
+            advertiser_id: self.advertiser.to_string(),
+            status: CampaignStatus::parse(self.status).unwrap_or(CampaignStatus::Paused),
+            bid_price: self.bid_price,
+            daily_budget: self.daily_budget,
+            lifetime_budget: None,
+            start_time: None,
+            end_time: None,
+            frequency_cap: self.frequency_cap,
+            targeting,
+            ads: self
+                .ads
+                .iter()
+                .map(|(title, slug)| Ad {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    title: (*title).to_string(),
+                    image_url: format!("https://cdn.example.com/ads/{slug}.jpg"),
+                    redirect_url: format!("https://example.com/{slug}?utm_source=admesh"),
+                    created_at: now,
+                })
+                .collect(),
+            created_seq: 0,
+            created_at: now,
+            updated_at: now,
+            persisted_spend: PersistedSpend::default(),
         }
     }
-    Ok(CAMPAIGNS.len())
 }

@@ -182,68 +182,85 @@ impl CampaignStore {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_insert(campaign).await {
-                Ok(seq) => return Ok(seq),
+            match self.insert_rows(std::slice::from_ref(campaign)).await {
+                Ok(seqs) => {
+                    return seqs
+                        .first()
+                        .copied()
+                        .ok_or_else(|| anyhow::anyhow!("nothing inserted"));
+                }
                 Err(error) if attempt < 5 && is_unique_violation(&error) => continue,
                 Err(error) => return Err(error),
             }
         }
     }
 
-    async fn try_insert(&self, campaign: &Campaign) -> anyhow::Result<i64> {
+    /// Inserts many campaigns in one transaction, numbered after the
+    /// existing ones in the order given (bulk loads: demo data, benchmarks).
+    pub async fn insert_all(&self, campaigns: &[Campaign]) -> anyhow::Result<()> {
+        self.insert_rows(campaigns).await.map(drop)
+    }
+
+    async fn insert_rows(&self, campaigns: &[Campaign]) -> anyhow::Result<Vec<i64>> {
         on_pool!(&self.database, pool => {
             let mut tx = pool.begin().await?;
-            let (seq,): (i64,) =
+            let (mut next_seq,): (i64,) =
                 sqlx::query_as("SELECT COALESCE(MAX(created_seq), 0) + 1 FROM campaigns")
                     .fetch_one(&mut *tx)
                     .await?;
-            sqlx::query(
-                "INSERT INTO campaigns (id, name, advertiser_id, status, bid_price, daily_budget, \
-                 lifetime_budget, lifetime_spent, start_time, end_time, frequency_cap, created_seq, \
-                 version, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11, 1, $12, $13)",
-            )
-            .bind(campaign.id.as_ref())
-            .bind(&campaign.name)
-            .bind(&campaign.advertiser_id)
-            .bind(campaign.status.as_str())
-            .bind(campaign.bid_price)
-            .bind(campaign.daily_budget)
-            .bind(campaign.lifetime_budget)
-            .bind(campaign.start_time)
-            .bind(campaign.end_time)
-            .bind(campaign.frequency_cap.map(i64::from))
-            .bind(seq)
-            .bind(campaign.created_at)
-            .bind(campaign.updated_at)
-            .execute(&mut *tx)
-            .await?;
-            for (rule_type, rule_value) in rule_rows(&campaign.targeting) {
+            let mut seqs = Vec::with_capacity(campaigns.len());
+            for campaign in campaigns {
+                let seq = next_seq;
+                next_seq += 1;
+                seqs.push(seq);
                 sqlx::query(
-                    "INSERT INTO campaign_targeting_rules (campaign_id, rule_type, rule_value) VALUES ($1, $2, $3)",
+                    "INSERT INTO campaigns (id, name, advertiser_id, status, bid_price, daily_budget, \
+                     lifetime_budget, lifetime_spent, start_time, end_time, frequency_cap, created_seq, \
+                     version, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11, 1, $12, $13)",
                 )
                 .bind(campaign.id.as_ref())
-                .bind(rule_type)
-                .bind(rule_value)
+                .bind(&campaign.name)
+                .bind(&campaign.advertiser_id)
+                .bind(campaign.status.as_str())
+                .bind(campaign.bid_price)
+                .bind(campaign.daily_budget)
+                .bind(campaign.lifetime_budget)
+                .bind(campaign.start_time)
+                .bind(campaign.end_time)
+                .bind(campaign.frequency_cap.map(i64::from))
+                .bind(seq)
+                .bind(campaign.created_at)
+                .bind(campaign.updated_at)
                 .execute(&mut *tx)
                 .await?;
-            }
-            for ad in &campaign.ads {
-                sqlx::query(
-                    "INSERT INTO campaign_ads (id, campaign_id, title, image_url, redirect_url, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&ad.id)
-                .bind(campaign.id.as_ref())
-                .bind(&ad.title)
-                .bind(&ad.image_url)
-                .bind(&ad.redirect_url)
-                .bind(ad.created_at)
-                .execute(&mut *tx)
-                .await?;
+                for (rule_type, rule_value) in rule_rows(&campaign.targeting) {
+                    sqlx::query(
+                        "INSERT INTO campaign_targeting_rules (campaign_id, rule_type, rule_value) VALUES ($1, $2, $3)",
+                    )
+                    .bind(campaign.id.as_ref())
+                    .bind(rule_type)
+                    .bind(rule_value)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for ad in &campaign.ads {
+                    sqlx::query(
+                        "INSERT INTO campaign_ads (id, campaign_id, title, image_url, redirect_url, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(&ad.id)
+                    .bind(campaign.id.as_ref())
+                    .bind(&ad.title)
+                    .bind(&ad.image_url)
+                    .bind(&ad.redirect_url)
+                    .bind(ad.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
             tx.commit().await?;
-            Ok(seq)
+            Ok(seqs)
         })
     }
 

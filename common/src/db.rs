@@ -122,6 +122,32 @@ impl Database {
     }
 }
 
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` values: one statement
+/// for many rows. A statement per row costs a round trip to SQLite's worker
+/// thread (or to PostgreSQL) each.
+pub fn values_placeholders(rows: usize, columns: usize) -> String {
+    let mut text = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            text.push_str(", ");
+        }
+        text.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                text.push_str(", ");
+            }
+            text.push('$');
+            text.push_str(&(row * columns + column + 1).to_string());
+        }
+        text.push(')');
+    }
+    text
+}
+
+/// How many rows go into one multi-row statement (SQLite allows 32,766
+/// parameters; PostgreSQL 65,535).
+pub const ROWS_PER_STATEMENT: usize = 500;
+
 /// Runs the same sqlx expression against whichever pool `database` holds:
 /// `on_pool!(db, pool => sqlx::query("…").bind(x).execute(pool).await)`.
 /// Both dialects share table and column names, and `$1`-style parameters
@@ -134,4 +160,15 @@ macro_rules! on_pool {
             $crate::db::Database::Postgres($pool) => $body,
         }
     };
+}
+
+#[cfg(test)]
+mod placeholder_tests {
+    use super::values_placeholders;
+
+    #[test]
+    fn placeholders_number_rows_in_binding_order() {
+        assert_eq!(values_placeholders(2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(values_placeholders(1, 3), "($1, $2, $3)");
+    }
 }

@@ -16,7 +16,13 @@ use anyhow::Context;
 use prost::Message;
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use crate::{Database, Redis, on_pool, runner::ServiceContext, time::now_millis};
+use crate::{
+    Database, Redis,
+    db::{ROWS_PER_STATEMENT, values_placeholders},
+    on_pool,
+    runner::ServiceContext,
+    time::now_millis,
+};
 
 /// The Redis Stream key and its consumer group.
 pub const STREAM_KEY: &str = "admesh:events";
@@ -232,12 +238,16 @@ impl EventStream for SqlEventStream {
         let now = now_millis();
         on_pool!(&self.database, pool => {
             let mut tx = pool.begin().await?;
-            for event in events {
-                sqlx::query("INSERT INTO event_stream (payload, appended_at) VALUES ($1, $2)")
-                    .bind(event.encode_to_vec())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+            for chunk in events.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "INSERT INTO event_stream (payload, appended_at) VALUES {}",
+                    values_placeholders(chunk.len(), 2)
+                );
+                let mut query = sqlx::query(&sql);
+                for event in chunk {
+                    query = query.bind(event.encode_to_vec()).bind(now);
+                }
+                query.execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });
@@ -287,11 +297,16 @@ impl EventStream for SqlEventStream {
             .context("acknowledging an id that is not from this stream")?;
         on_pool!(&self.database, pool => {
             let mut tx = pool.begin().await?;
-            for seq in seqs {
-                sqlx::query("DELETE FROM event_stream WHERE seq = $1")
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await?;
+            for chunk in seqs.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "DELETE FROM event_stream WHERE seq IN {}",
+                    values_placeholders(1, chunk.len())
+                );
+                let mut query = sqlx::query(&sql);
+                for seq in chunk {
+                    query = query.bind(*seq);
+                }
+                query.execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });
@@ -304,6 +319,9 @@ impl EventStream for SqlEventStream {
 /// Events waiting in memory before the publisher drops new ones.
 pub const PUBLISH_BUFFER: usize = 65_536;
 const PUBLISH_BATCH: usize = 512;
+/// How long the writer waits to fill a batch: events stay well inside the
+/// two seconds in which analytics must show them.
+const PUBLISH_LINGER: Duration = Duration::from_millis(10);
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 /// How long a shutdown waits for buffered events to be written.
@@ -378,6 +396,17 @@ async fn write_events(
         };
         if received == 0 {
             return;
+        }
+        // Linger briefly for a fuller batch: one append per event would cost
+        // a transaction (or a Redis round trip) each under load.
+        let linger_until = tokio::time::Instant::now() + PUBLISH_LINGER;
+        while batch.len() < PUBLISH_BATCH {
+            let room = PUBLISH_BATCH - batch.len();
+            match tokio::time::timeout_at(linger_until, receiver.recv_many(&mut batch, room)).await
+            {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
         }
         append_with_retry(stream.as_ref(), &mut batch, Some(&closing)).await;
     }

@@ -22,7 +22,7 @@ pub mod validation;
 
 pub use config::{MeshConfig, Secret};
 pub use db::Database;
-pub use grpc_host::{GrpcService, serve_grpc};
+pub use grpc_host::{GrpcService, nodelay_incoming, serve_grpc};
 pub use health::Dependency;
 pub use redis_conn::Redis;
 pub use runner::{ServiceContext, run_service};

@@ -5,7 +5,11 @@
 
 use anyhow::Context;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use opentelemetry_sdk::{
+    Resource,
+    propagation::TraceContextPropagator,
+    trace::{Sampler, SdkTracerProvider},
+};
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::config::{LogFormat, TelemetryConfig};
@@ -45,6 +49,11 @@ pub fn init_telemetry(
             .build()
             .context("OTEL_EXPORTER_OTLP_ENDPOINT is set but the OTLP exporter cannot be built")?;
         builder = builder.with_batch_exporter(exporter);
+    } else {
+        // Nothing exports spans: keep trace ids (logs and propagation carry
+        // them) but record nothing, which costs a fraction per RPC. A caller's
+        // sampled trace is still continued (parent-based).
+        builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)));
     }
     let tracer_provider = builder.build();
     opentelemetry::global::set_tracer_provider(tracer_provider.clone());
@@ -74,7 +83,15 @@ pub fn init_telemetry(
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(fmt_layer)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                // Per-poll busy/idle timing and code locations cost on every
+                // RPC and say little about a gRPC call.
+                .with_tracked_inactivity(false)
+                .with_location(false)
+                .with_threads(false),
+        )
         .try_init();
     Ok(TelemetryGuard { tracer_provider })
 }

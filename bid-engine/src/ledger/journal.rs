@@ -7,7 +7,11 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use admesh_common::{Database, on_pool};
+use admesh_common::{
+    Database,
+    db::{ROWS_PER_STATEMENT, values_placeholders},
+    on_pool,
+};
 
 /// Totals after a charge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,47 +78,74 @@ impl SpendJournal {
         result
     }
 
+    /// Multi-row statements, a few hundred rows each: with thousands of
+    /// campaigns spending, one statement per row would keep SQL busy.
     async fn write(&self, pending: &Pending) -> anyhow::Result<()> {
+        let spend: Vec<(&Arc<str>, &SpendTotals)> = pending.spend.iter().collect();
+        let frequency: Vec<_> = pending.frequency.iter().collect();
         on_pool!(&self.database, pool => {
             let mut tx = pool.begin().await?;
-            for (campaign_id, totals) in &pending.spend {
-                sqlx::query(
-                    "INSERT INTO campaign_daily_spend (campaign_id, day, spent, impressions) \
-                     VALUES ($1, $2, $3, $4) \
+            for chunk in spend.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "INSERT INTO campaign_daily_spend (campaign_id, day, spent, impressions) VALUES {} \
                      ON CONFLICT (campaign_id, day) DO UPDATE SET \
                      spent = CASE WHEN excluded.spent > campaign_daily_spend.spent \
                                   THEN excluded.spent ELSE campaign_daily_spend.spent END, \
                      impressions = CASE WHEN excluded.impressions > campaign_daily_spend.impressions \
                                   THEN excluded.impressions ELSE campaign_daily_spend.impressions END",
-                )
-                .bind(campaign_id.as_ref())
-                .bind(totals.day)
-                .bind(totals.spent_today)
-                .bind(totals.impressions_today)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "UPDATE campaigns SET lifetime_spent = $1 WHERE id = $2 AND lifetime_spent < $1",
-                )
-                .bind(totals.lifetime_spent)
-                .bind(campaign_id.as_ref())
-                .execute(&mut *tx)
-                .await?;
+                    values_placeholders(chunk.len(), 4)
+                );
+                let mut query = sqlx::query(&sql);
+                for (campaign_id, totals) in chunk {
+                    query = query
+                        .bind(campaign_id.as_ref())
+                        .bind(totals.day)
+                        .bind(totals.spent_today)
+                        .bind(totals.impressions_today);
+                }
+                query.execute(&mut *tx).await?;
+
+                // lifetime_spent = the larger of stored and new, per campaign.
+                let mut cases = String::new();
+                for i in 0..chunk.len() {
+                    cases.push_str(&format!(" WHEN ${} THEN CAST(${} AS BIGINT)", 2 * i + 1, 2 * i + 2));
+                }
+                let first_id = 2 * chunk.len() + 1;
+                let ids: String = (0..chunk.len())
+                    .map(|i| format!("${}", first_id + i))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "UPDATE campaigns SET lifetime_spent = CASE \
+                     WHEN (CASE id{cases} END) > lifetime_spent THEN (CASE id{cases} END) \
+                     ELSE lifetime_spent END WHERE id IN ({ids})"
+                );
+                let mut query = sqlx::query(&sql);
+                for (campaign_id, totals) in chunk {
+                    query = query.bind(campaign_id.as_ref()).bind(totals.lifetime_spent);
+                }
+                for (campaign_id, _) in chunk {
+                    query = query.bind(campaign_id.as_ref());
+                }
+                query.execute(&mut *tx).await?;
             }
-            for ((campaign_id, user_id, day), count) in &pending.frequency {
-                sqlx::query(
-                    "INSERT INTO frequency_counts (campaign_id, user_id, day, impressions) \
-                     VALUES ($1, $2, $3, $4) \
+            for chunk in frequency.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "INSERT INTO frequency_counts (campaign_id, user_id, day, impressions) VALUES {} \
                      ON CONFLICT (campaign_id, user_id, day) DO UPDATE SET \
                      impressions = CASE WHEN excluded.impressions > frequency_counts.impressions \
                                    THEN excluded.impressions ELSE frequency_counts.impressions END",
-                )
-                .bind(campaign_id.as_ref())
-                .bind(user_id)
-                .bind(*day)
-                .bind(*count)
-                .execute(&mut *tx)
-                .await?;
+                    values_placeholders(chunk.len(), 4)
+                );
+                let mut query = sqlx::query(&sql);
+                for ((campaign_id, user_id, day), count) in chunk {
+                    query = query
+                        .bind(campaign_id.as_ref())
+                        .bind(user_id.as_str())
+                        .bind(*day)
+                        .bind(**count);
+                }
+                query.execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });

@@ -42,7 +42,9 @@ pub fn init_telemetry(
         std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service_name.to_string());
     let resource = Resource::builder().with_service_name(service_name).build();
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
-    if otlp_endpoint_configured() {
+    let exporting = otlp_endpoint_configured();
+    crate::trace_context::set_exporting(exporting);
+    if exporting {
         // The exporter reads OTEL_EXPORTER_OTLP_ENDPOINT itself.
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
@@ -83,15 +85,21 @@ pub fn init_telemetry(
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(fmt_layer)
-        .with(
+        .with(exporting.then(|| {
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
                 // Per-poll busy/idle timing and code locations cost on every
                 // RPC and say little about a gRPC call.
                 .with_tracked_inactivity(false)
                 .with_location(false)
-                .with_threads(false),
-        )
+                .with_threads(false)
+                .with_level(false)
+                .with_target(false)
+                // Propagation reads the tracing span's context directly
+                // (trace_context.rs), so nothing needs the OTel context made
+                // current on every poll.
+                .with_context_activation(false)
+        }))
         .try_init();
     Ok(TelemetryGuard { tracer_provider })
 }

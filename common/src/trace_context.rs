@@ -3,8 +3,105 @@
 //! [`TraceContextInterceptor`], so one serve request is one trace across
 //! edge, ad-server and bid-engine.
 
-use opentelemetry::propagation::{Extractor, Injector};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use opentelemetry::{
+    propagation::{Extractor, Injector},
+    trace::{SpanContext, TraceContextExt},
+};
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Set when spans are exported (OTLP configured): the OpenTelemetry tracing
+/// layer is installed and carries each span's context. Without an exporter
+/// that layer is left out, as it is the largest cost of an RPC, and the
+/// trace context travels in [`CURRENT_TRACE`] instead: trace ids still reach
+/// the logs and the next hop.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+pub fn set_exporting(exporting: bool) {
+    EXPORTING.store(exporting, Ordering::Relaxed);
+}
+
+/// Whether spans are exported (and carry their OTel context themselves).
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
+tokio::task_local! {
+    /// The trace context of the request this task serves, when spans are
+    /// not exported.
+    static CURRENT_TRACE: Option<SpanContext>;
+}
+
+/// The trace a request joined; run its handling inside [`TraceScope::run`].
+#[derive(Debug)]
+pub struct TraceScope(Option<SpanContext>);
+
+impl TraceScope {
+    pub fn run<F: std::future::Future>(
+        self,
+        future: F,
+    ) -> impl std::future::Future<Output = F::Output> {
+        CURRENT_TRACE.scope(self.0, future)
+    }
+}
+
+/// The trace an incoming request belongs to (the caller's, or a new one).
+#[derive(Debug)]
+pub struct IncomingTrace {
+    parent: opentelemetry::Context,
+    /// Without an exporter: this hop's span context, known up front.
+    local: Option<SpanContext>,
+}
+
+/// Reads the caller's trace context from `headers`.
+pub fn incoming_trace(headers: &http::HeaderMap) -> IncomingTrace {
+    let parent = extract_context(headers);
+    if exporting() {
+        return IncomingTrace {
+            parent,
+            local: None,
+        };
+    }
+    let remote = parent.span().span_context().clone();
+    let ids = RandomIdGenerator::default();
+    let trace_id = if remote.is_valid() {
+        remote.trace_id()
+    } else {
+        ids.new_trace_id()
+    };
+    IncomingTrace {
+        parent: opentelemetry::Context::new(),
+        local: Some(SpanContext::new(
+            trace_id,
+            ids.new_span_id(),
+            remote.trace_flags(),
+            false,
+            remote.trace_state().clone(),
+        )),
+    }
+}
+
+impl IncomingTrace {
+    /// The trace id when known before the span exists (no exporter); put it
+    /// in the span's `trace_id` field at creation.
+    pub fn trace_id(&self) -> Option<opentelemetry::trace::TraceId> {
+        self.local.as_ref().map(SpanContext::trace_id)
+    }
+
+    /// Joins `span` to the trace; with an exporter this also records the
+    /// span's `trace_id` field. Run the request inside the returned scope.
+    pub fn attach(self, span: &tracing::Span) -> TraceScope {
+        if self.local.is_none() {
+            let _ = span.set_parent(self.parent);
+            if let Some(trace_id) = trace_id_of(span) {
+                span.record("trace_id", trace_id.as_str());
+            }
+        }
+        TraceScope(self.local)
+    }
+}
 
 /// Reads propagation fields from HTTP headers.
 pub struct HeaderExtractor<'a>(pub &'a http::HeaderMap);
@@ -39,9 +136,18 @@ pub fn extract_context(headers: &http::HeaderMap) -> opentelemetry::Context {
     })
 }
 
-/// Writes the current span's context into `headers`.
+/// Writes the current request's trace context into `headers`.
 pub fn inject_current_context(headers: &mut http::HeaderMap) {
-    let context = tracing::Span::current().context();
+    let context = if exporting() {
+        tracing::Span::current().context()
+    } else {
+        match CURRENT_TRACE.try_with(Clone::clone) {
+            Ok(Some(span_context)) => {
+                opentelemetry::Context::new().with_remote_span_context(span_context)
+            }
+            _ => return,
+        }
+    };
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.inject_context(&context, &mut HeaderInjector(headers));
     });

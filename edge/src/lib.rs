@@ -54,7 +54,6 @@ async fn request_context(
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
     let request_id = request
         .headers()
         .get("x-request-id")
@@ -72,16 +71,15 @@ async fn request_context(
         trace_id = tracing::field::Empty,
         request_id = %request_id,
     );
-    let _ = span.set_parent(admesh_common::trace_context::extract_context(
-        request.headers(),
-    ));
-    if let Some(trace_id) = admesh_common::trace_context::trace_id_of(&span) {
-        span.record("trace_id", trace_id.as_str());
+    let incoming = admesh_common::trace_context::incoming_trace(request.headers());
+    if let Some(trace_id) = incoming.trace_id() {
+        span.record("trace_id", tracing::field::display(trace_id));
     }
+    let trace = incoming.attach(&span);
     request
         .extensions_mut()
         .insert(error::RequestId(request_id.clone()));
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = trace.run(next.run(request)).instrument(span.clone()).await;
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         let status = response.status();
         response = (

@@ -238,7 +238,7 @@ impl AdServer for AdServerService {
             Ok(None) => return Ok(no_fill(pb::NoFillReason::CircuitOpen)),
             Err(BidFailure::Timeout) => return Ok(no_fill(pb::NoFillReason::Timeout)),
             Err(BidFailure::Upstream(status)) => {
-                tracing::warn!(code = ?status.code(), message = status.message(), "bid-engine call failed");
+                tracing::warn!(code = ?status.code(), detail = status.message(), "bid-engine call failed");
                 return Ok(no_fill(pb::NoFillReason::UpstreamError));
             }
         };

@@ -14,7 +14,7 @@ use std::{
 use tower::{Layer, Service};
 use tracing::{Instrument, field::Empty};
 
-use crate::trace_context::{exporting, incoming_trace};
+use crate::trace_context::incoming_trace;
 
 /// Adds tracing and metrics to a gRPC server. `service` labels the metrics
 /// (e.g. "bid-engine").
@@ -121,38 +121,30 @@ where
             return Box::pin(self.inner.call(request));
         }
         let path = request.uri().path().to_owned();
-        let trace = incoming_trace(request.headers());
-        // Every span field costs JSON formatting in the log layer; the
-        // OpenTelemetry names are only worth it when spans are exported.
-        let span = match trace.trace_id() {
-            Some(trace_id) => tracing::info_span!(
-                "grpc",
-                trace_id = %trace_id,
-                request_id = Empty,
-            ),
-            None => tracing::info_span!(
-                "grpc",
-                otel.name = %path,
-                otel.kind = "server",
-                rpc.system = "grpc",
-                rpc.grpc.status_code = Empty,
-                trace_id = Empty,
-                request_id = Empty,
-            ),
-        };
-        // The caller's request id when it sent one; the trace id correlates
-        // everything else, so none is minted here on the hot path.
-        if let Some(request_id) = request
+        let request_id = request
             .headers()
             .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-        {
-            span.record("request_id", request_id);
-        }
-        let trace = trace.attach(&span);
+            .and_then(|v| v.to_str().ok());
+        // Without an exporter no span is made at all: log lines take the
+        // trace and request ids from the request scope (see `telemetry`),
+        // which costs a fraction of a span per RPC.
+        let (scope, span) = match incoming_trace(request.headers()).into_scope() {
+            Ok(scope) => (scope, tracing::Span::none()),
+            Err(trace) => {
+                let span = tracing::info_span!(
+                    "grpc",
+                    otel.name = %path,
+                    otel.kind = "server",
+                    rpc.system = "grpc",
+                    rpc.grpc.status_code = Empty,
+                );
+                (trace.attach(&span), span)
+            }
+        };
+        let scope = scope.with_request_id(request_id);
         let metrics = std::sync::Arc::clone(&self.metrics);
         let started = Instant::now();
-        let future = trace.run(self.inner.call(request)).instrument(span.clone());
+        let future = scope.run(self.inner.call(request)).instrument(span.clone());
         Box::pin(async move {
             let result = future.await;
             // Unary errors are trailers-only responses: the code is in the
@@ -166,9 +158,7 @@ where
                     .unwrap_or(0),
                 Err(_) => tonic::Code::Internal as i32,
             };
-            if exporting() {
-                span.record("rpc.grpc.status_code", code);
-            }
+            span.record("rpc.grpc.status_code", code);
             let (count, duration) = metrics.handles(&path, tonic::Code::from_i32(code));
             count.increment(1);
             duration.record(started.elapsed().as_secs_f64());

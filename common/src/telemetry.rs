@@ -1,7 +1,7 @@
-//! Logs and traces. Logs go to stdout as JSON (or text) with the span fields
-//! of the request they belong to (`trace_id`, `request_id`, `rpc`). Traces
-//! are always built, so trace ids exist and propagate across every hop; they
-//! are exported over OTLP/gRPC only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+//! Logs and traces. Logs go to stdout as JSON (or text); a line written while
+//! serving a request carries its `trace_id` and `request_id`. Trace ids exist
+//! and propagate across every hop; spans are built and exported over
+//! OTLP/gRPC only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 
 use anyhow::Context;
 use opentelemetry::trace::TracerProvider as _;
@@ -10,7 +10,13 @@ use opentelemetry_sdk::{
     propagation::TraceContextPropagator,
     trace::{Sampler, SdkTracerProvider},
 };
-use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer,
+    fmt::{FmtContext, FormatEvent, FormatFields, format::Writer},
+    layer::SubscriberExt,
+    registry::LookupSpan,
+    util::SubscriberInitExt,
+};
 
 use crate::config::{LogFormat, TelemetryConfig};
 
@@ -74,12 +80,22 @@ pub fn init_telemetry(
 
     let fmt_layer = match config.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .flatten_event(true)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(WithRequestIds {
+                inner: tracing_subscriber::fmt::format()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .flatten_event(true),
+                json: true,
+            })
             .boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .event_format(WithRequestIds {
+                inner: tracing_subscriber::fmt::format(),
+                json: false,
+            })
+            .boxed(),
     };
     // A second init in one process (tests, `admesh up` helpers) keeps the first.
     let _ = tracing_subscriber::registry()
@@ -111,4 +127,48 @@ fn otlp_endpoint_configured() -> bool {
     ]
     .iter()
     .any(|var| std::env::var(var).is_ok_and(|v| !v.is_empty()))
+}
+
+/// Adds `trace_id` and `request_id` of the request being served (from its
+/// [`crate::trace_context::RequestScope`]) to every log line written while
+/// serving it: top-level fields in JSON, `key=value` in text.
+struct WithRequestIds<F> {
+    inner: F,
+    json: bool,
+}
+
+impl<S, N, F> FormatEvent<S, N> for WithRequestIds<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let Some((trace_id, request_id)) = crate::trace_context::current_log_ids() else {
+            return self.inner.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        let body = line.trim_end_matches('\n');
+        let mut extra = String::new();
+        for (key, value) in [("trace_id", trace_id), ("request_id", request_id)] {
+            let Some(value) = value else { continue };
+            if self.json {
+                let quoted = serde_json::to_string(&value).map_err(|_| std::fmt::Error)?;
+                extra.push_str(&format!(",\"{key}\":{quoted}"));
+            } else {
+                extra.push_str(&format!(" {key}={value}"));
+            }
+        }
+        match body.strip_suffix('}') {
+            Some(open) if self.json => writeln!(writer, "{open}{extra}}}"),
+            _ => writeln!(writer, "{body}{extra}"),
+        }
+    }
 }

@@ -15,7 +15,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// Set when spans are exported (OTLP configured): the OpenTelemetry tracing
 /// layer is installed and carries each span's context. Without an exporter
 /// that layer is left out, as it is the largest cost of an RPC, and the
-/// trace context travels in [`CURRENT_TRACE`] instead: trace ids still reach
+/// trace context travels in [`CURRENT_REQUEST`] instead: trace ids still reach
 /// the logs and the next hop.
 static EXPORTING: AtomicBool = AtomicBool::new(false);
 
@@ -29,22 +29,45 @@ pub fn exporting() -> bool {
 }
 
 tokio::task_local! {
-    /// The trace context of the request this task serves, when spans are
-    /// not exported.
-    static CURRENT_TRACE: Option<SpanContext>;
+    /// The request this task serves: its ids for the logs and, when spans
+    /// are not exported, the trace context for the next hop.
+    static CURRENT_REQUEST: RequestScope;
 }
 
-/// The trace a request joined; run its handling inside [`TraceScope::run`].
-#[derive(Debug)]
-pub struct TraceScope(Option<SpanContext>);
+/// What a request's handling runs inside (see [`RequestScope::run`]).
+#[derive(Clone, Debug, Default)]
+pub struct RequestScope {
+    /// Without an exporter: this hop's span context, for propagation.
+    span_context: Option<SpanContext>,
+    trace_id: Option<opentelemetry::trace::TraceId>,
+    request_id: Option<Box<str>>,
+}
 
-impl TraceScope {
+impl RequestScope {
     pub fn run<F: std::future::Future>(
         self,
         future: F,
     ) -> impl std::future::Future<Output = F::Output> {
-        CURRENT_TRACE.scope(self.0, future)
+        CURRENT_REQUEST.scope(self, future)
     }
+
+    pub fn with_request_id(mut self, request_id: Option<&str>) -> Self {
+        self.request_id = request_id.map(Box::from);
+        self
+    }
+}
+
+/// The ids of the request the current task serves, for log lines:
+/// (trace id as 32 hex digits, request id).
+pub fn current_log_ids() -> Option<(Option<String>, Option<String>)> {
+    CURRENT_REQUEST
+        .try_with(|scope| {
+            (
+                scope.trace_id.map(|id| id.to_string()),
+                scope.request_id.as_deref().map(str::to_owned),
+            )
+        })
+        .ok()
 }
 
 /// The trace an incoming request belongs to (the caller's, or a new one).
@@ -84,22 +107,28 @@ pub fn incoming_trace(headers: &http::HeaderMap) -> IncomingTrace {
 }
 
 impl IncomingTrace {
-    /// The trace id when known before the span exists (no exporter); put it
-    /// in the span's `trace_id` field at creation.
-    pub fn trace_id(&self) -> Option<opentelemetry::trace::TraceId> {
-        self.local.as_ref().map(SpanContext::trace_id)
+    /// Without an exporter: the scope to run the request in; no span is
+    /// needed (the log lines take their ids from the scope).
+    pub fn into_scope(self) -> Result<RequestScope, Self> {
+        match self.local {
+            Some(span_context) => Ok(RequestScope {
+                trace_id: Some(span_context.trace_id()),
+                span_context: Some(span_context),
+                request_id: None,
+            }),
+            None => Err(self),
+        }
     }
 
-    /// Joins `span` to the trace; with an exporter this also records the
-    /// span's `trace_id` field. Run the request inside the returned scope.
-    pub fn attach(self, span: &tracing::Span) -> TraceScope {
-        if self.local.is_none() {
-            let _ = span.set_parent(self.parent);
-            if let Some(trace_id) = trace_id_of(span) {
-                span.record("trace_id", trace_id.as_str());
-            }
+    /// With an exporter: joins `span` to the trace.
+    pub fn attach(self, span: &tracing::Span) -> RequestScope {
+        let _ = span.set_parent(self.parent);
+        let trace_id = span.context().span().span_context().trace_id();
+        RequestScope {
+            span_context: None,
+            trace_id: Some(trace_id),
+            request_id: None,
         }
-        TraceScope(self.local)
     }
 }
 
@@ -141,7 +170,7 @@ pub fn inject_current_context(headers: &mut http::HeaderMap) {
     let context = if exporting() {
         tracing::Span::current().context()
     } else {
-        match CURRENT_TRACE.try_with(Clone::clone) {
+        match CURRENT_REQUEST.try_with(|scope| scope.span_context.clone()) {
             Ok(Some(span_context)) => {
                 opentelemetry::Context::new().with_remote_span_context(span_context)
             }
@@ -151,17 +180,6 @@ pub fn inject_current_context(headers: &mut http::HeaderMap) {
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.inject_context(&context, &mut HeaderInjector(headers));
     });
-}
-
-/// The trace id of `span` as 32 hex digits, or `None` when it has none.
-pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
-    use opentelemetry::trace::TraceContextExt;
-    let context = span.context();
-    let span_ref = context.span();
-    let span_context = span_ref.span_context();
-    span_context
-        .is_valid()
-        .then(|| span_context.trace_id().to_string())
 }
 
 /// Puts the current trace context (and request id, when known) into every

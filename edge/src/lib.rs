@@ -61,25 +61,28 @@ async fn request_context(
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let span = tracing::info_span!(
-        "http",
-        otel.name = %format!("{} {}", request.method(), request.uri().path()),
-        otel.kind = "server",
-        http.method = %request.method(),
-        http.path = %request.uri().path(),
-        http.status = tracing::field::Empty,
-        trace_id = tracing::field::Empty,
-        request_id = %request_id,
-    );
-    let incoming = admesh_common::trace_context::incoming_trace(request.headers());
-    if let Some(trace_id) = incoming.trace_id() {
-        span.record("trace_id", tracing::field::display(trace_id));
-    }
-    let trace = incoming.attach(&span);
+    // As on gRPC hops: a span only when spans are exported; log lines take
+    // the trace and request ids from the request scope.
+    let (scope, span) =
+        match admesh_common::trace_context::incoming_trace(request.headers()).into_scope() {
+            Ok(scope) => (scope, tracing::Span::none()),
+            Err(trace) => {
+                let span = tracing::info_span!(
+                    "http",
+                    otel.name = %format!("{} {}", request.method(), request.uri().path()),
+                    otel.kind = "server",
+                    http.method = %request.method(),
+                    http.path = %request.uri().path(),
+                    http.status = tracing::field::Empty,
+                );
+                (trace.attach(&span), span)
+            }
+        };
+    let scope = scope.with_request_id(Some(&request_id));
     request
         .extensions_mut()
         .insert(error::RequestId(request_id.clone()));
-    let mut response = trace.run(next.run(request)).instrument(span.clone()).await;
+    let mut response = scope.run(next.run(request)).instrument(span.clone()).await;
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         let status = response.status();
         response = (

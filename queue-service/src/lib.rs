@@ -2,6 +2,10 @@
 //!
 //! The RPCs of `admesh.queue.v1.QueueService` that are not built yet answer UNIMPLEMENTED (the
 //! generated default), never a made-up result.
+//!
+//! - [`ordering`]: the dispatch order (starved first, then priority, FIFO).
+
+pub mod ordering;
 
 use admesh_common::{GrpcService, ServiceContext, ServiceKind, serve_grpc};
 use admesh_proto::queue::v1::queue_service_server::{QueueService, QueueServiceServer};

@@ -398,14 +398,19 @@ async fn write_events(
             return;
         }
         // Linger briefly for a fuller batch: one append per event would cost
-        // a transaction (or a Redis round trip) each under load.
-        let linger_until = tokio::time::Instant::now() + PUBLISH_LINGER;
-        while batch.len() < PUBLISH_BATCH {
-            let room = PUBLISH_BATCH - batch.len();
-            match tokio::time::timeout_at(linger_until, receiver.recv_many(&mut batch, room)).await
-            {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+        // a transaction (or a Redis round trip) each under load. Sleeping
+        // rather than waiting on the channel matters: a task waiting on it
+        // is woken by every event, a cross-thread wake-up per impression.
+        if batch.len() < PUBLISH_BATCH {
+            tokio::select! {
+                () = tokio::time::sleep(PUBLISH_LINGER) => {}
+                () = closing.cancelled() => {}
+            }
+            while batch.len() < PUBLISH_BATCH {
+                match receiver.try_recv() {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
+                }
             }
         }
         append_with_retry(stream.as_ref(), &mut batch, Some(&closing)).await;

@@ -10,13 +10,12 @@ use admesh_common::{
     events::EventPublisher,
     status::storage_unavailable,
     time::{now_millis, timestamp},
-    validation::{FieldViolations, invalid_argument},
+    validation::{FieldViolations, ImpressionFields, check_impression, invalid_argument},
 };
 use admesh_proto::{
     adserver::v1::{self as pb, ad_server_server::AdServer},
     analytics::v1::{AdEvent, EventType},
     bid::v1::{BidRequest, BidResponse, NoBidReason, bid_engine_client::BidEngineClient},
-    common::v1::DeviceType,
 };
 use tonic::{Code, Request, Response, Status, codegen::InterceptedService, transport::Channel};
 
@@ -29,7 +28,6 @@ use crate::{
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_PAGE_SIZE: u32 = 500;
-const MAX_AGE: u32 = 150;
 
 pub type BidClient = BidEngineClient<InterceptedService<Channel, TraceContextInterceptor>>;
 
@@ -88,28 +86,6 @@ struct ServeInput {
 /// comma-separated).
 fn serve_input(request: &pb::ServeRequest) -> Result<ServeInput, Status> {
     let mut problems = FieldViolations::new();
-    problems.check(!request.user_id.is_empty(), "user_id", "is required");
-    problems.check(
-        !request.placement_id.is_empty(),
-        "placement_id",
-        "is required",
-    );
-    let country = request.country_code.trim();
-    problems.check(
-        country.is_empty()
-            || (country.len() == 2 && country.bytes().all(|b| b.is_ascii_alphabetic())),
-        "country_code",
-        format!(
-            "{:?} is not a two-letter country code",
-            request.country_code
-        ),
-    );
-    problems.check(
-        DeviceType::try_from(request.device_type).is_ok(),
-        "device_type",
-        format!("unknown device type {}", request.device_type),
-    );
-    problems.check(request.floor_cpm >= 0, "floor_cpm", "must not be negative");
     let age = match (request.age, request.attributes.get("age")) {
         (Some(age), _) => Some(age),
         (None, Some(text)) => match text.trim().parse::<u32>() {
@@ -121,9 +97,17 @@ fn serve_input(request: &pb::ServeRequest) -> Result<ServeInput, Status> {
         },
         (None, None) => None,
     };
-    if let Some(age) = age {
-        problems.check(age <= MAX_AGE, "age", format!("must be at most {MAX_AGE}"));
-    }
+    let country = check_impression(
+        ImpressionFields {
+            user_id: &request.user_id,
+            placement_id: &request.placement_id,
+            country_code: &request.country_code,
+            device_type: request.device_type,
+            age,
+            floor_cpm: request.floor_cpm,
+        },
+        &mut problems,
+    );
     problems.into_result()?;
     let mut interests = request.interests.clone();
     if let Some(listed) = request.attributes.get("interests") {
@@ -135,7 +119,7 @@ fn serve_input(request: &pb::ServeRequest) -> Result<ServeInput, Status> {
     }
     interests.retain(|interest| !interest.is_empty());
     Ok(ServeInput {
-        country: country.to_ascii_uppercase(),
+        country,
         device_type: request.device_type,
         age,
         interests,

@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// The oldest age an age range can name; older ages match ranges ending at it.
-pub const MAX_AGE: u32 = 150;
+pub const MAX_AGE: u32 = admesh_common::validation::MAX_AGE;
 
 /// How many campaigns one bid tries to charge before giving up: each failed
 /// charge (a budget or cap used up by a concurrent bid) costs a round trip.

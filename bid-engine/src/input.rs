@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use admesh_common::{
     time::{millis_of, timestamp},
-    validation::{FieldViolations, invalid_argument},
+    validation::{
+        FieldViolations, ImpressionFields, check_impression, invalid_argument, normalize_country,
+    },
 };
 use admesh_proto::{bid::v1 as pb, common::v1::DeviceType};
 
@@ -269,13 +271,6 @@ fn targeting_from_proto(
     targeting
 }
 
-/// `us` → `US`; `None` unless empty or two ASCII letters.
-pub fn normalize_country(value: &str) -> Option<String> {
-    let value = value.trim();
-    (value.is_empty() || (value.len() == 2 && value.bytes().all(|b| b.is_ascii_alphabetic())))
-        .then(|| value.to_ascii_uppercase())
-}
-
 pub fn normalize_interest(value: &str) -> String {
     value.trim().to_lowercase()
 }
@@ -422,31 +417,17 @@ pub struct BidInput {
 
 pub fn bid_from_proto(request: &pb::BidRequest) -> Result<BidInput, tonic::Status> {
     let mut problems = FieldViolations::new();
-    problems.check(!request.user_id.is_empty(), "user_id", "is required");
-    problems.check(
-        !request.placement_id.is_empty(),
-        "placement_id",
-        "is required",
+    let country = check_impression(
+        ImpressionFields {
+            user_id: &request.user_id,
+            placement_id: &request.placement_id,
+            country_code: &request.country_code,
+            device_type: request.device_type,
+            age: request.age,
+            floor_cpm: request.floor_cpm,
+        },
+        &mut problems,
     );
-    let country = normalize_country(&request.country_code);
-    problems.check(
-        country.is_some(),
-        "country_code",
-        format!(
-            "{:?} is not a two-letter country code",
-            request.country_code
-        ),
-    );
-    let device_type = DeviceType::try_from(request.device_type).ok();
-    problems.check(
-        device_type.is_some(),
-        "device_type",
-        format!("unknown device type {}", request.device_type),
-    );
-    if let Some(age) = request.age {
-        problems.check(age <= MAX_AGE, "age", format!("must be at most {MAX_AGE}"));
-    }
-    problems.check(request.floor_cpm >= 0, "floor_cpm", "must not be negative");
     problems.check(
         request.interests.len() <= 100,
         "interests",
@@ -454,8 +435,8 @@ pub fn bid_from_proto(request: &pb::BidRequest) -> Result<BidInput, tonic::Statu
     );
     problems.into_result()?;
     Ok(BidInput {
-        country: country.unwrap_or_default(),
-        device_type: device_type.unwrap_or(DeviceType::Unspecified),
+        country,
+        device_type: DeviceType::try_from(request.device_type).unwrap_or(DeviceType::Unspecified),
         interests: request
             .interests
             .iter()

@@ -110,6 +110,40 @@ macro_rules! bind_all {
     }};
 }
 
+/// Writes a campaign's targeting rows and its ads (upserted by id) inside
+/// the transaction `$tx`; insert and update share it.
+macro_rules! write_rules_and_ads {
+    ($tx:ident, $campaign:expr) => {{
+        let campaign: &Campaign = $campaign;
+        for (rule_type, rule_value) in rule_rows(&campaign.targeting) {
+            sqlx::query(
+                "INSERT INTO campaign_targeting_rules (campaign_id, rule_type, rule_value) VALUES ($1, $2, $3)",
+            )
+            .bind(campaign.id.as_ref())
+            .bind(rule_type)
+            .bind(rule_value)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        for ad in &campaign.ads {
+            sqlx::query(
+                "INSERT INTO campaign_ads (id, campaign_id, title, image_url, redirect_url, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (id) DO UPDATE SET title = excluded.title, \
+                 image_url = excluded.image_url, redirect_url = excluded.redirect_url",
+            )
+            .bind(&ad.id)
+            .bind(campaign.id.as_ref())
+            .bind(&ad.title)
+            .bind(&ad.image_url)
+            .bind(&ad.redirect_url)
+            .bind(ad.created_at)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    }};
+}
+
 impl CampaignStore {
     pub fn new(database: Database) -> Self {
         Self { database }
@@ -234,30 +268,7 @@ impl CampaignStore {
                 .bind(campaign.updated_at)
                 .execute(&mut *tx)
                 .await?;
-                for (rule_type, rule_value) in rule_rows(&campaign.targeting) {
-                    sqlx::query(
-                        "INSERT INTO campaign_targeting_rules (campaign_id, rule_type, rule_value) VALUES ($1, $2, $3)",
-                    )
-                    .bind(campaign.id.as_ref())
-                    .bind(rule_type)
-                    .bind(rule_value)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for ad in &campaign.ads {
-                    sqlx::query(
-                        "INSERT INTO campaign_ads (id, campaign_id, title, image_url, redirect_url, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .bind(&ad.id)
-                    .bind(campaign.id.as_ref())
-                    .bind(&ad.title)
-                    .bind(&ad.image_url)
-                    .bind(&ad.redirect_url)
-                    .bind(ad.created_at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                write_rules_and_ads!(tx, campaign);
             }
             tx.commit().await?;
             Ok(seqs)
@@ -291,16 +302,6 @@ impl CampaignStore {
                 .bind(campaign.id.as_ref())
                 .execute(&mut *tx)
                 .await?;
-            for (rule_type, rule_value) in rule_rows(&campaign.targeting) {
-                sqlx::query(
-                    "INSERT INTO campaign_targeting_rules (campaign_id, rule_type, rule_value) VALUES ($1, $2, $3)",
-                )
-                .bind(campaign.id.as_ref())
-                .bind(rule_type)
-                .bind(rule_value)
-                .execute(&mut *tx)
-                .await?;
-            }
             let existing: Vec<(String,)> =
                 sqlx::query_as("SELECT id FROM campaign_ads WHERE campaign_id = $1")
                     .bind(campaign.id.as_ref())
@@ -314,22 +315,7 @@ impl CampaignStore {
                         .await?;
                 }
             }
-            for ad in &campaign.ads {
-                sqlx::query(
-                    "INSERT INTO campaign_ads (id, campaign_id, title, image_url, redirect_url, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (id) DO UPDATE SET title = excluded.title, \
-                     image_url = excluded.image_url, redirect_url = excluded.redirect_url",
-                )
-                .bind(&ad.id)
-                .bind(campaign.id.as_ref())
-                .bind(&ad.title)
-                .bind(&ad.image_url)
-                .bind(&ad.redirect_url)
-                .bind(ad.created_at)
-                .execute(&mut *tx)
-                .await?;
-            }
+            write_rules_and_ads!(tx, campaign);
             tx.commit().await?;
         });
         Ok(())

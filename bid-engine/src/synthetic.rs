@@ -8,11 +8,14 @@ use admesh_proto::common::v1::DeviceType;
 
 use crate::campaign::{Ad, AgeRange, Campaign, CampaignStatus, PersistedSpend, Targeting};
 
-const COUNTRIES: &[&str] = &["US", "GB", "DE", "FR", "CA", "ES", "IT", "BR", "IN", "AU"];
-const INTERESTS: &[&str] = &[
+/// The countries synthetic campaigns target (load generators ask for them).
+pub const COUNTRIES: &[&str] = &["US", "GB", "DE", "FR", "CA", "ES", "IT", "BR", "IN", "AU"];
+/// The interests synthetic campaigns target.
+pub const INTERESTS: &[&str] = &[
     "gaming", "tech", "sports", "fashion", "travel", "finance", "movies", "music", "food", "cars",
 ];
-const DEVICES: &[DeviceType] = &[
+/// The devices synthetic campaigns target.
+pub const DEVICES: &[DeviceType] = &[
     DeviceType::Mobile,
     DeviceType::Desktop,
     DeviceType::Tablet,

@@ -49,6 +49,55 @@ impl FieldViolations {
     }
 }
 
+/// The oldest age a request or a targeting rule may name.
+pub const MAX_AGE: u32 = 150;
+
+/// What an ad request says about the impression, as the ad-server and the
+/// bid-engine both receive it.
+#[derive(Clone, Copy, Debug)]
+pub struct ImpressionFields<'a> {
+    pub user_id: &'a str,
+    pub placement_id: &'a str,
+    pub country_code: &'a str,
+    pub device_type: i32,
+    pub age: Option<u32>,
+    pub floor_cpm: i64,
+}
+
+/// Checks an impression's fields (one rule for Serve and Bid) and answers
+/// the country upper-cased (empty when unknown).
+pub fn check_impression(fields: ImpressionFields<'_>, problems: &mut FieldViolations) -> String {
+    problems.check(!fields.user_id.is_empty(), "user_id", "is required");
+    problems.check(
+        !fields.placement_id.is_empty(),
+        "placement_id",
+        "is required",
+    );
+    let country = normalize_country(fields.country_code);
+    problems.check(
+        country.is_some(),
+        "country_code",
+        format!("{:?} is not a two-letter country code", fields.country_code),
+    );
+    problems.check(
+        admesh_proto::common::v1::DeviceType::try_from(fields.device_type).is_ok(),
+        "device_type",
+        format!("unknown device type {}", fields.device_type),
+    );
+    if let Some(age) = fields.age {
+        problems.check(age <= MAX_AGE, "age", format!("must be at most {MAX_AGE}"));
+    }
+    problems.check(fields.floor_cpm >= 0, "floor_cpm", "must not be negative");
+    country.unwrap_or_default()
+}
+
+/// `us` → `US`; `None` unless empty or two ASCII letters.
+pub fn normalize_country(value: &str) -> Option<String> {
+    let value = value.trim();
+    (value.is_empty() || (value.len() == 2 && value.bytes().all(|b| b.is_ascii_alphabetic())))
+        .then(|| value.to_ascii_uppercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +115,51 @@ mod tests {
             "ads[3].priority: must be between 1 and 5; ads[7].title: must not be empty"
         );
         assert!(FieldViolations::new().into_result().is_ok());
+    }
+
+    #[test]
+    fn impressions_need_a_user_and_a_placement_and_name_bad_fields() {
+        let mut problems = FieldViolations::new();
+        let country = check_impression(
+            ImpressionFields {
+                user_id: "",
+                placement_id: "",
+                country_code: "USA",
+                device_type: 99,
+                age: Some(200),
+                floor_cpm: -1,
+            },
+            &mut problems,
+        );
+        assert_eq!(country, "");
+        let message = problems
+            .into_result()
+            .expect_err("bad")
+            .message()
+            .to_string();
+        for field in [
+            "user_id",
+            "placement_id",
+            "country_code",
+            "device_type",
+            "age",
+            "floor_cpm",
+        ] {
+            assert!(
+                message.contains(&format!("{field}:")),
+                "{field} in {message}"
+            );
+        }
+        let mut problems = FieldViolations::new();
+        let fields = ImpressionFields {
+            user_id: "u",
+            placement_id: "p",
+            country_code: " gb ",
+            device_type: 1,
+            age: Some(30),
+            floor_cpm: 0,
+        };
+        assert_eq!(check_impression(fields, &mut problems), "GB");
+        assert!(problems.is_empty());
     }
 }

@@ -7,22 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use admesh_proto::{
-    adserver::v1::{ServeRequest, ad_server_client::AdServerClient},
-    common::v1::DeviceType,
-};
+use admesh_bid_engine::synthetic::{COUNTRIES, DEVICES, INTERESTS};
+use admesh_proto::adserver::v1::{ServeRequest, ad_server_client::AdServerClient};
 use hdrhistogram::Histogram;
-
-const COUNTRIES: &[&str] = &["US", "GB", "DE", "FR", "CA", "ES", "IT", "BR", "IN", "AU"];
-const INTERESTS: &[&str] = &[
-    "gaming", "tech", "sports", "fashion", "travel", "finance", "movies", "music", "food", "cars",
-];
-const DEVICES: &[DeviceType] = &[
-    DeviceType::Mobile,
-    DeviceType::Desktop,
-    DeviceType::Tablet,
-    DeviceType::Ctv,
-];
 
 /// The n-th request of a deterministic mix of users and contexts.
 pub fn request(n: u64) -> ServeRequest {

@@ -364,29 +364,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn serve_requests_name_their_bad_fields() {
-        let error = serve_input(&pb::ServeRequest::default()).expect_err("empty");
-        assert!(error.message().contains("user_id: is required"));
-        assert!(error.message().contains("placement_id: is required"));
-        let request = pb::ServeRequest {
-            user_id: "u".into(),
-            placement_id: "p".into(),
-            country_code: "USA".into(),
-            device_type: 99,
-            ..Default::default()
-        };
-        let message = serve_input(&request)
-            .expect_err("bad")
-            .message()
-            .to_string();
-        assert!(message.contains("country_code"), "{message}");
-        assert!(
-            message.contains("device_type: unknown device type 99"),
-            "{message}"
-        );
-    }
-
-    #[test]
     fn attributes_supply_age_and_interests() {
         let request = pb::ServeRequest {
             user_id: "u".into(),

@@ -544,20 +544,4 @@ mod tests {
         let error = apply_update_mask(&base, &patch, &["colour".into()]).expect_err("unknown");
         assert!(error.message().starts_with("update_mask:"));
     }
-
-    #[test]
-    fn bids_need_a_user_and_a_placement() {
-        let error = bid_from_proto(&pb::BidRequest::default()).expect_err("empty");
-        assert!(error.message().contains("user_id: is required"));
-        assert!(error.message().contains("placement_id: is required"));
-        let request = pb::BidRequest {
-            user_id: "u".into(),
-            placement_id: "p".into(),
-            country_code: "gb".into(),
-            floor_cpm: -1,
-            ..Default::default()
-        };
-        let error = bid_from_proto(&request).expect_err("negative floor");
-        assert_eq!(error.message(), "floor_cpm: must not be negative");
-    }
 }

@@ -44,6 +44,13 @@ struct Args {
     /// Rounds; targets alternate within a round, the median is reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Cluster profile: an empty PostgreSQL database for the campaigns
+    /// (needs --redis-url too).
+    #[arg(long, requires = "redis_url")]
+    postgres_url: Option<String>,
+    /// Cluster profile: Redis for budgets and events (needs --postgres-url).
+    #[arg(long, requires = "postgres_url")]
+    redis_url: Option<String>,
     /// Drive only the serve path (for profiling it alone).
     #[arg(long)]
     serve_only: bool,
@@ -67,7 +74,13 @@ async fn main() -> anyhow::Result<()> {
         "admesh-loadgen",
         &admesh_common::config::TelemetryConfig::default(),
     )?;
-    let mesh = mesh::ServePath::start(args.campaigns).await?;
+    let cluster = args.postgres_url.clone().zip(args.redis_url.clone());
+    let profile = if cluster.is_some() {
+        "cluster"
+    } else {
+        "embedded"
+    };
+    let mesh = mesh::ServePath::start(args.campaigns, cluster).await?;
     let echo = echo::EchoTwoHop::start().await?;
     eprintln!(
         "serve path: ad-server {} → bid-engine ({} campaigns); echo: front {} → back",
@@ -107,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!(
-        "\n{} campaigns, {} connections, {} s per measurement, median of {} rounds\n",
+        "\n{profile} profile, {} campaigns, {} connections, {} s per measurement, median of {} rounds\n",
         args.campaigns, args.connections, args.seconds, args.rounds
     );
     println!("| target | in flight | req/s | p50 ms | p99 ms | p99.9 ms | errors |");

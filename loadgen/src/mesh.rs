@@ -1,11 +1,13 @@
 //! The real serve path, in this process but over real sockets: the
-//! bid-engine and the ad-server libraries, embedded profile (SQLite in a
-//! temporary directory), loaded with synthetic campaigns.
+//! bid-engine and the ad-server libraries, loaded with synthetic campaigns;
+//! embedded profile (SQLite in a temporary directory) or cluster profile
+//! (PostgreSQL and Redis: budgets charged by the Lua script, events to the
+//! Redis stream).
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use admesh_bid_engine::{store::CampaignStore, synthetic::synthetic_campaigns};
-use admesh_common::{Database, MeshConfig, ServiceContext};
+use admesh_common::{Database, MeshConfig, Redis, ServiceContext};
 use admesh_proto::adserver::v1::ad_server_client::AdServerClient;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -18,9 +20,20 @@ pub struct ServePath {
 }
 
 impl ServePath {
-    pub async fn start(campaigns: usize) -> anyhow::Result<Self> {
+    /// Embedded profile unless `cluster` names PostgreSQL and Redis URLs
+    /// (the database should be empty: the campaigns are added to it).
+    pub async fn start(
+        campaigns: usize,
+        cluster: Option<(String, String)>,
+    ) -> anyhow::Result<Self> {
         let data = tempfile::tempdir()?;
-        let url = format!("sqlite://{}", data.path().join("loadgen.db").display());
+        let (url, redis) = match &cluster {
+            Some((postgres, redis)) => (postgres.clone(), Some(Redis::connect(redis).await?)),
+            None => (
+                format!("sqlite://{}", data.path().join("loadgen.db").display()),
+                None,
+            ),
+        };
         let database = Database::connect_and_migrate(&url, 8).await?;
         CampaignStore::new(database.clone())
             .insert_all(&synthetic_campaigns(campaigns))
@@ -36,7 +49,7 @@ impl ServePath {
         let context = ServiceContext {
             config: Arc::new(config),
             database,
-            redis: None,
+            redis,
             shutdown: shutdown.clone(),
         };
         let tasks = vec![

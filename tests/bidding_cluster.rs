@@ -181,9 +181,11 @@ async fn concurrent_serves_on_two_replicas_never_overspend() {
 
     // The spend is written behind to PostgreSQL.
     let database = admesh_common::Database::connect_lazy(&postgres.url, 1).expect("database");
-    let persisted: i64 = support::eventually("spend reaches PostgreSQL", Duration::from_secs(10), || {
+    let last_seen = Arc::new(std::sync::Mutex::new(None));
+    let persisted: i64 = support::eventually("spend reaches PostgreSQL", Duration::from_secs(30), || {
         let database = database.clone();
         let id = campaign.id.clone();
+        let last_seen = last_seen.clone();
         async move {
             let admesh_common::Database::Postgres(pool) = &database else {
                 return None;
@@ -195,6 +197,10 @@ async fn concurrent_serves_on_two_replicas_never_overspend() {
             .fetch_one(pool)
             .await
             .ok()?;
+            if *last_seen.lock().expect("lock") != Some(spent) {
+                eprintln!("PostgreSQL has {spent} of {} spent", IMPRESSIONS * SPEND);
+                *last_seen.lock().expect("lock") = Some(spent);
+            }
             (spent == IMPRESSIONS * SPEND).then_some(spent)
         }
     })

@@ -498,3 +498,53 @@ async fn spend_and_frequency_caps_survive_a_restart() {
     );
     assert!(serve(&mut server, "user-5", "restart-test").await.filled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_of_the_embedded_mesh_never_overspends_a_budget() {
+    const SPEND: i64 = 2_000; // first price at 2 USD CPM
+    const BUDGETED: usize = 100;
+    let data = tempfile::tempdir().expect("tempdir");
+    let first_price = [("ADMESH_BID_ENGINE__AUCTION", "first_price".to_string())];
+    let mesh = Mesh::start_in(data.path(), &first_price);
+    let (mut bidder, mut server) = clients(&mesh).await;
+    let campaign = create(
+        &mut bidder,
+        placement_campaign("Crash", "crash-test", 2_000_000, BUDGETED as i64 * SPEND),
+    )
+    .await;
+    let mut fills = 0;
+    for user in 0..30 {
+        if serve(&mut server, &format!("user-{user}"), "crash-test")
+            .await
+            .filled
+        {
+            fills += 1;
+        }
+    }
+    assert_eq!(fills, 30);
+    // kill -9: spend charged since the last write-behind is lost from
+    // memory; the reservation in SQL is what the restart starts from.
+    drop(mesh);
+
+    let mesh = Mesh::start_in(data.path(), &first_price);
+    let (mut bidder, mut server) = clients(&mesh).await;
+    for user in 30..(2 * BUDGETED) {
+        let answer = serve(&mut server, &format!("user-{user}"), "crash-test").await;
+        if answer.filled {
+            fills += 1;
+        } else {
+            assert_eq!(answer.no_fill_reason, NoFillReason::BudgetExhausted as i32);
+        }
+    }
+    assert!(
+        fills <= BUDGETED,
+        "{fills} impressions on a budget of {BUDGETED}"
+    );
+    assert!(fills > 30, "the restart serves again from the reservation");
+    let after = bidder
+        .get_campaign(bid::GetCampaignRequest { id: campaign.id })
+        .await
+        .expect("get")
+        .into_inner();
+    assert!(after.spent_today <= BUDGETED as i64 * SPEND, "{after:?}");
+}

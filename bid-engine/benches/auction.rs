@@ -6,6 +6,7 @@ use std::sync::Arc;
 use admesh_bid_engine::{
     auction::{AuctionIndex, BidContext, run_auction},
     ledger::{EmbeddedLedger, SpendJournal},
+    store::CampaignStore,
     synthetic::synthetic_campaigns,
 };
 use admesh_common::{Database, config::AuctionKind};
@@ -14,12 +15,20 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 fn bid_over_ten_thousand_campaigns(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .expect("runtime");
     let _entered = runtime.enter();
-    let database = Database::connect_lazy("sqlite::memory:", 1).expect("lazy pool");
+    let database = runtime
+        .block_on(Database::connect_and_migrate("sqlite::memory:", 1))
+        .expect("in-memory SQLite");
+    let campaigns = synthetic_campaigns(10_000);
+    // The ledger reserves budget in SQL: the campaigns live there too.
+    runtime
+        .block_on(CampaignStore::new(database.clone()).insert_all(&campaigns))
+        .expect("store campaigns");
     let ledger = EmbeddedLedger::new(SpendJournal::new(database));
-    let index = AuctionIndex::build(synthetic_campaigns(10_000).into_iter().map(Arc::new));
+    let index = AuctionIndex::build(campaigns.into_iter().map(Arc::new));
     let interests = vec!["gaming".to_string(), "tech".to_string()];
     let now = admesh_common::time::now_millis();
     let bid = BidContext {

@@ -144,7 +144,7 @@ impl Catalog {
     /// Writes the spend still pending; called after the server drained.
     pub async fn final_flush(ledger: &dyn SpendLedger) {
         for attempt in 1..=20 {
-            match ledger.flush().await {
+            match ledger.close().await {
                 Ok(()) => return,
                 Err(error) => {
                     tracing::warn!(attempt, error = %format!("{error:#}"), "final spend flush failed");

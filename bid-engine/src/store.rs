@@ -160,10 +160,14 @@ impl CampaignStore {
         let (campaigns_in, params) = filter.selected_ids(2);
         let (ids_in, _) = filter.selected_ids(1);
         let campaigns_sql = format!(
+            // Spend as SQL knows it for sure: the larger of what was written
+            // behind and what an embedded ledger reserved before a crash.
             "SELECT c.id, c.name, c.advertiser_id, c.status, c.bid_price, c.daily_budget, \
-             c.lifetime_budget, c.lifetime_spent, c.start_time, c.end_time, \
+             c.lifetime_budget, \
+             CASE WHEN c.lifetime_reserved > c.lifetime_spent THEN c.lifetime_reserved ELSE c.lifetime_spent END, \
+             c.start_time, c.end_time, \
              CAST(c.frequency_cap AS BIGINT), c.created_seq, c.created_at, c.updated_at, \
-             s.spent, s.impressions \
+             CASE WHEN s.reserved > s.spent THEN s.reserved ELSE s.spent END, s.impressions \
              FROM campaigns c LEFT JOIN campaign_daily_spend s ON s.campaign_id = c.id AND s.day = $1 \
              WHERE c.id IN ({campaigns_in}) ORDER BY c.created_seq"
         );

@@ -10,6 +10,7 @@ use super::*;
 use crate::{
     campaign::{Ad, AgeRange, Campaign, CampaignStatus, PersistedSpend, Targeting},
     ledger::{EmbeddedLedger, SpendJournal},
+    store::CampaignStore,
 };
 
 const DAY: i64 = 20_000;
@@ -42,9 +43,42 @@ fn campaign(seq: i64, bid_price: i64) -> Campaign {
     }
 }
 
-fn ledger() -> EmbeddedLedger {
-    let database = Database::connect_lazy("sqlite::memory:", 1).expect("lazy pool");
-    EmbeddedLedger::new(SpendJournal::new(database))
+/// An embedded ledger on a private in-memory SQLite: it reserves budget in
+/// SQL before granting it, so the campaigns it charges are stored there.
+struct TestLedger {
+    ledger: EmbeddedLedger,
+    store: CampaignStore,
+    stored: std::sync::Mutex<std::collections::HashSet<Arc<str>>>,
+}
+
+impl TestLedger {
+    async fn store(&self, campaigns: &[Campaign]) {
+        let missing: Vec<Campaign> = {
+            let stored = self.stored.lock().expect("lock");
+            campaigns
+                .iter()
+                .filter(|campaign| !stored.contains(&campaign.id))
+                .cloned()
+                .collect()
+        };
+        self.store
+            .insert_all(&missing)
+            .await
+            .expect("store campaigns");
+        let mut stored = self.stored.lock().expect("lock");
+        stored.extend(missing.into_iter().map(|campaign| campaign.id));
+    }
+}
+
+async fn ledger() -> TestLedger {
+    let database = Database::connect_and_migrate("sqlite::memory:", 1)
+        .await
+        .expect("in-memory SQLite");
+    TestLedger {
+        ledger: EmbeddedLedger::new(SpendJournal::new(database.clone())),
+        store: CampaignStore::new(database),
+        stored: Default::default(),
+    }
 }
 
 struct Impression {
@@ -77,8 +111,9 @@ async fn auction_with(
     campaigns: &[Campaign],
     impression: &Impression,
     kind: AuctionKind,
-    ledger: &EmbeddedLedger,
+    ledger: &TestLedger,
 ) -> Outcome {
+    ledger.store(campaigns).await;
     let index = AuctionIndex::build(campaigns.iter().cloned().map(Arc::new));
     let bid = BidContext {
         user_id: impression.user,
@@ -91,9 +126,9 @@ async fn auction_with(
         now: impression.now,
         day: utc_day_of(impression.now),
     };
-    run_auction(&index, &bid, kind, ledger)
+    run_auction(&index, &bid, kind, &ledger.ledger)
         .await
-        .expect("the embedded ledger does no I/O")
+        .expect("in-memory SQLite does not fail")
 }
 
 fn utc_day_of(now: i64) -> i64 {
@@ -101,7 +136,13 @@ fn utc_day_of(now: i64) -> i64 {
 }
 
 async fn auction(campaigns: &[Campaign], impression: &Impression) -> Outcome {
-    auction_with(campaigns, impression, AuctionKind::FirstPrice, &ledger()).await
+    auction_with(
+        campaigns,
+        impression,
+        AuctionKind::FirstPrice,
+        &ledger().await,
+    )
+    .await
 }
 
 fn winner(outcome: &Outcome) -> &str {
@@ -308,7 +349,7 @@ async fn second_price_uses_the_next_eligible_bid() {
         &campaigns,
         &Impression::default(),
         AuctionKind::SecondPrice,
-        &ledger(),
+        &ledger().await,
     )
     .await;
     let Outcome::Won(win) = outcome else {
@@ -321,7 +362,7 @@ async fn second_price_uses_the_next_eligible_bid() {
 
 #[tokio::test]
 async fn spent_budgets_pass_the_impression_to_the_next_campaign_then_no_bid() {
-    let ledger = ledger();
+    let ledger = ledger().await;
     let mut small = campaign(1, 2_000_000);
     // Exactly two first-price impressions (2,000 micros each).
     small.daily_budget = 4_000;
@@ -341,7 +382,7 @@ async fn spent_budgets_pass_the_impression_to_the_next_campaign_then_no_bid() {
 
 #[tokio::test]
 async fn daily_budgets_start_again_at_utc_midnight() {
-    let ledger = ledger();
+    let ledger = ledger().await;
     let mut small = campaign(1, 2_000_000);
     small.daily_budget = 2_000;
     let campaigns = [small];
@@ -366,7 +407,7 @@ async fn daily_budgets_start_again_at_utc_midnight() {
 
 #[tokio::test]
 async fn frequency_caps_count_per_user_per_day() {
-    let ledger = ledger();
+    let ledger = ledger().await;
     let mut capped = campaign(1, 2_000_000);
     capped.frequency_cap = Some(2);
     let campaigns = [capped];

@@ -152,6 +152,61 @@ impl SpendJournal {
         Ok(())
     }
 
+    /// Records, before it is granted, that spend up to `daily` today (and
+    /// `lifetime` in total, when given) may be charged: the bound a restart
+    /// after a crash starts from. Only ever raises a stored reservation.
+    pub async fn reserve(
+        &self,
+        campaign_id: &str,
+        day: i64,
+        daily: i64,
+        lifetime: Option<i64>,
+    ) -> anyhow::Result<()> {
+        on_pool!(&self.database, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO campaign_daily_spend (campaign_id, day, spent, impressions, reserved) \
+                 VALUES ($1, $2, 0, 0, $3) \
+                 ON CONFLICT (campaign_id, day) DO UPDATE SET \
+                 reserved = CASE WHEN excluded.reserved > campaign_daily_spend.reserved \
+                            THEN excluded.reserved ELSE campaign_daily_spend.reserved END",
+            )
+            .bind(campaign_id)
+            .bind(day)
+            .bind(daily)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(lifetime) = lifetime {
+                sqlx::query(
+                    "UPDATE campaigns SET lifetime_reserved = $1 WHERE id = $2 AND lifetime_reserved < $1",
+                )
+                .bind(lifetime)
+                .bind(campaign_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// After the exact spend is written (clean shutdown): reservations fall
+    /// back to it, so the next start does not count unspent reservations.
+    /// Only the embedded profile reserves; it is the only writer.
+    pub async fn release_reservations(&self) -> anyhow::Result<()> {
+        on_pool!(&self.database, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("UPDATE campaign_daily_spend SET reserved = spent WHERE reserved > spent")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE campaigns SET lifetime_reserved = lifetime_spent WHERE lifetime_reserved > lifetime_spent")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     /// Today's frequency counts, to seed the embedded ledger after a restart.
     pub async fn load_frequency(&self, day: i64) -> anyhow::Result<Vec<(String, String, i64)>> {
         let rows: Vec<(String, String, i64)> = on_pool!(&self.database, pool => {

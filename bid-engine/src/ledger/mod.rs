@@ -64,4 +64,9 @@ pub trait SpendLedger: Send + Sync + std::fmt::Debug {
 
     /// Writes what is not yet in SQL.
     async fn flush(&self) -> anyhow::Result<()>;
+
+    /// The last write at a clean shutdown.
+    async fn close(&self) -> anyhow::Result<()> {
+        self.flush().await
+    }
 }

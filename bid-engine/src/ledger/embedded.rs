@@ -163,24 +163,28 @@ impl EmbeddedLedger {
         if !account.has_room(campaign, spend) {
             return Charge::Done(Err(Rejection::BudgetExhausted));
         }
-        let mut book = self.frequency.lock().unwrap_or_else(|e| e.into_inner());
-        let seen = book.count(&campaign.id, user_id, day);
-        if campaign
-            .frequency_cap
-            .is_some_and(|cap| seen >= i64::from(cap))
-        {
-            return Charge::Done(Err(Rejection::FrequencyCapped));
-        }
+        // Only capped campaigns consult the frequency book.
+        let mut capped = match campaign.frequency_cap {
+            None => None,
+            Some(cap) => {
+                let mut book = self.frequency.lock().unwrap_or_else(|e| e.into_inner());
+                let seen = book.count(&campaign.id, user_id, day);
+                if seen >= i64::from(cap) {
+                    return Charge::Done(Err(Rejection::FrequencyCapped));
+                }
+                Some((book, seen))
+            }
+        };
         if !account.is_reserved(campaign, spend) {
             return Charge::NeedsReservation(account.next_reservation(campaign, spend));
         }
-        if campaign.frequency_cap.is_some() {
+        if let Some((book, seen)) = capped.as_mut() {
             book.seen
-                .insert((Arc::clone(&campaign.id), Box::from(user_id)), seen + 1);
+                .insert((Arc::clone(&campaign.id), Box::from(user_id)), *seen + 1);
             self.journal
-                .record_frequency(&campaign.id, user_id, day, seen + 1);
+                .record_frequency(&campaign.id, user_id, day, *seen + 1);
         }
-        drop(book);
+        drop(capped);
         account.spent_today += spend;
         account.impressions_today += 1;
         account.lifetime_spent += spend;

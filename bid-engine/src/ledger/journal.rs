@@ -22,6 +22,26 @@ pub struct SpendTotals {
     pub lifetime_spent: i64,
 }
 
+impl SpendTotals {
+    /// The later of two observations: a later day wins; on the same day
+    /// each total only grows.
+    fn latest(self, other: SpendTotals) -> SpendTotals {
+        match self.day.cmp(&other.day) {
+            std::cmp::Ordering::Less => other,
+            std::cmp::Ordering::Greater => SpendTotals {
+                lifetime_spent: self.lifetime_spent.max(other.lifetime_spent),
+                ..self
+            },
+            std::cmp::Ordering::Equal => SpendTotals {
+                day: self.day,
+                spent_today: self.spent_today.max(other.spent_today),
+                impressions_today: self.impressions_today.max(other.impressions_today),
+                lifetime_spent: self.lifetime_spent.max(other.lifetime_spent),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Pending {
     spend: HashMap<Arc<str>, SpendTotals>,
@@ -43,9 +63,16 @@ impl SpendJournal {
         }
     }
 
+    /// Notes totals after a charge. Replies of concurrent charges can
+    /// arrive out of order (Redis), so the larger totals win: an older reply
+    /// must never replace a newer one.
     pub fn record_spend(&self, campaign_id: &Arc<str>, totals: SpendTotals) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        pending.spend.insert(Arc::clone(campaign_id), totals);
+        pending
+            .spend
+            .entry(Arc::clone(campaign_id))
+            .and_modify(|kept| *kept = kept.latest(totals))
+            .or_insert(totals);
     }
 
     pub fn record_frequency(&self, campaign_id: &Arc<str>, user_id: &str, day: i64, count: i64) {
@@ -69,7 +96,11 @@ impl SpendJournal {
         if result.is_err() {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             for (id, totals) in taken.spend {
-                pending.spend.entry(id).or_insert(totals);
+                pending
+                    .spend
+                    .entry(id)
+                    .and_modify(|kept| *kept = kept.latest(totals))
+                    .or_insert(totals);
             }
             for (key, count) in taken.frequency {
                 pending.frequency.entry(key).or_insert(count);
@@ -218,5 +249,36 @@ impl SpendJournal {
             .await?
         });
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_observation_never_replaces_a_newer_one() {
+        let newer = SpendTotals {
+            day: 10,
+            spent_today: 80,
+            impressions_today: 40,
+            lifetime_spent: 180,
+        };
+        let older = SpendTotals {
+            spent_today: 78,
+            impressions_today: 39,
+            lifetime_spent: 178,
+            ..newer
+        };
+        assert_eq!(newer.latest(older), newer);
+        assert_eq!(older.latest(newer), newer);
+        let tomorrow = SpendTotals {
+            day: 11,
+            spent_today: 2,
+            impressions_today: 1,
+            lifetime_spent: 182,
+        };
+        assert_eq!(newer.latest(tomorrow), tomorrow);
+        assert_eq!(tomorrow.latest(newer), tomorrow);
     }
 }

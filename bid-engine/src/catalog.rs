@@ -25,7 +25,8 @@ use crate::{
     store::{CampaignFilter, CampaignStore},
 };
 
-/// The Redis pub/sub channel carrying ids of changed campaigns.
+/// The Redis pub/sub channel announcing changed campaigns:
+/// `"<replica id> <campaign id>"`.
 pub const CHANGES_CHANNEL: &str = "admesh:campaigns:changed";
 
 const SAFETY_RELOAD: Duration = Duration::from_secs(30);
@@ -44,6 +45,9 @@ pub struct Catalog {
     /// newer local change with an older snapshot.
     writer: Mutex<()>,
     reload_wanted: Notify,
+    /// Tags this replica's change announcements, so it does not reload
+    /// for a change it has already applied.
+    replica_id: String,
 }
 
 impl Catalog {
@@ -55,16 +59,12 @@ impl Catalog {
             redis,
             writer: Mutex::new(()),
             reload_wanted: Notify::new(),
+            replica_id: uuid::Uuid::new_v4().simple().to_string(),
         }
     }
 
     pub fn store(&self) -> &CampaignStore {
         &self.store
-    }
-
-    /// The current index (cheap: one atomic load).
-    pub fn index(&self) -> arc_swap::Guard<Arc<AuctionIndex>> {
-        self.index.load()
     }
 
     /// The current index, owned (for holding across an await).
@@ -102,7 +102,7 @@ impl Catalog {
             let mut connection = redis.connection();
             let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
                 .arg(CHANGES_CHANNEL)
-                .arg(campaign.id.as_ref())
+                .arg(format!("{} {}", self.replica_id, campaign.id))
                 .query_async(&mut connection)
                 .await;
             if let Err(error) = published {
@@ -219,7 +219,14 @@ impl Catalog {
             loop {
                 tokio::select! {
                     message = messages.next() => match message {
-                        Some(_) => self.reload_wanted.notify_one(),
+                        // "<replica id> <campaign id>"; a replica's own
+                        // changes are already in its index.
+                        Some(message) => {
+                            let payload: String = message.get_payload().unwrap_or_default();
+                            if payload.split(' ').next() != Some(self.replica_id.as_str()) {
+                                self.reload_wanted.notify_one();
+                            }
+                        }
                         None => break,
                     },
                     () = shutdown.cancelled() => return,

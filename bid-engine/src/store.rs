@@ -149,10 +149,6 @@ impl CampaignStore {
         Self { database }
     }
 
-    pub fn database(&self) -> &Database {
-        &self.database
-    }
-
     /// Campaigns matching `filter`, oldest first, with targeting, ads and the
     /// spend persisted for `day`.
     pub async fn find(&self, filter: &CampaignFilter, day: i64) -> anyhow::Result<Vec<Campaign>> {

@@ -307,3 +307,50 @@ async fn a_pause_on_one_replica_stops_bids_on_the_other_within_a_second() {
     drop((a, b));
     postgres.drop_database().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frequency_caps_and_lifetime_budgets_hold_across_replicas() {
+    let postgres = TestPostgres::create().await;
+    let mut a = replica(&postgres.url).await;
+    let b = replica(&postgres.url).await;
+    let placement = format!("caps-{}", uuid::Uuid::new_v4().simple());
+    let mut capped = placement_campaign("Capped everywhere", &placement, BID, 1_000 * SPEND);
+    capped.frequency_cap = Some(2);
+    capped.lifetime_budget = Some(3 * SPEND);
+    a.bidder
+        .create_campaign(bid::CreateCampaignRequest {
+            campaign: Some(capped),
+        })
+        .await
+        .expect("create");
+    wait_until_known(&b, &placement).await;
+    let servers = [a.server.clone(), b.server.clone()];
+    let mut answers = Vec::new();
+    for (i, user) in ["alice", "alice", "alice", "bob", "carol"]
+        .iter()
+        .enumerate()
+    {
+        let answer = servers[i % 2]
+            .clone()
+            .serve(serve_request(user, &placement))
+            .await
+            .expect("serve")
+            .into_inner();
+        answers.push((answer.filled, answer.no_fill_reason));
+    }
+    let fill = (true, NoFillReason::Unspecified as i32);
+    assert_eq!(
+        answers,
+        [
+            fill,
+            fill,
+            // Alice's third impression of the day, on the other replica.
+            (false, NoFillReason::FrequencyCapped as i32),
+            // The third impression the lifetime budget pays for.
+            fill,
+            (false, NoFillReason::BudgetExhausted as i32),
+        ]
+    );
+    drop((a, b));
+    postgres.drop_database().await;
+}

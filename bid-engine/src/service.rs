@@ -43,13 +43,25 @@ impl BidEngineService {
     }
 
     async fn view(&self, campaign: &Campaign) -> Result<pb::Campaign, Status> {
+        let mut views = self.views(std::slice::from_ref(campaign)).await?;
+        views
+            .pop()
+            .ok_or_else(|| Status::internal("no spend for the campaign"))
+    }
+
+    /// API views with spend, read for all of them at once.
+    async fn views(&self, campaigns: &[Campaign]) -> Result<Vec<pb::Campaign>, Status> {
         let now = now_millis();
         let spent = self
             .ledger
-            .spent(campaign, utc_day(now))
+            .spent(campaigns, utc_day(now))
             .await
             .map_err(storage_unavailable)?;
-        Ok(campaign_to_proto(campaign, spent, now))
+        Ok(campaigns
+            .iter()
+            .zip(spent)
+            .map(|(campaign, spent)| campaign_to_proto(campaign, spent, now))
+            .collect())
     }
 
     async fn existing(&self, field: &str, id: &str) -> Result<Campaign, Status> {
@@ -258,12 +270,8 @@ impl BidEngine for BidEngineService {
         } else {
             String::new()
         };
-        let mut views = Vec::with_capacity(campaigns.len());
-        for campaign in &campaigns {
-            views.push(self.view(campaign).await?);
-        }
         Ok(Response::new(pb::ListCampaignsResponse {
-            campaigns: views,
+            campaigns: self.views(&campaigns).await?,
             next_page_token,
             total_size,
         }))

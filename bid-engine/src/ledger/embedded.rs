@@ -288,14 +288,19 @@ impl SpendLedger for EmbeddedLedger {
         Ok(())
     }
 
-    async fn spent(&self, campaign: &Campaign, day: i64) -> anyhow::Result<Spent> {
-        let account = self.account(campaign, day);
-        let mut account = account.counters.lock().unwrap_or_else(|e| e.into_inner());
-        account.roll_to(day);
-        Ok(Spent {
-            today: account.spent_today,
-            lifetime: account.lifetime_spent,
-        })
+    async fn spent(&self, campaigns: &[Campaign], day: i64) -> anyhow::Result<Vec<Spent>> {
+        Ok(campaigns
+            .iter()
+            .map(|campaign| {
+                let account = self.account(campaign, day);
+                let mut account = account.counters.lock().unwrap_or_else(|e| e.into_inner());
+                account.roll_to(day);
+                Spent {
+                    today: account.spent_today,
+                    lifetime: account.lifetime_spent,
+                }
+            })
+            .collect())
     }
 
     fn limits_changed(&self) {

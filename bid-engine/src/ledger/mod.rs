@@ -51,8 +51,8 @@ pub trait SpendLedger: Send + Sync + std::fmt::Debug {
         day: i64,
     ) -> anyhow::Result<Result<(), Rejection>>;
 
-    /// The campaign's spend on `day` and in total.
-    async fn spent(&self, campaign: &Campaign, day: i64) -> anyhow::Result<Spent>;
+    /// Each campaign's spend on `day` and in total, in order.
+    async fn spent(&self, campaigns: &[Campaign], day: i64) -> anyhow::Result<Vec<Spent>>;
 
     /// Campaigns changed (budgets or caps may have): forget conclusions
     /// drawn from the old limits.

@@ -179,24 +179,41 @@ impl SpendLedger for RedisLedger {
         Ok(())
     }
 
-    async fn spent(&self, campaign: &Campaign, day: i64) -> anyhow::Result<Spent> {
+    /// One pipelined round trip for all of them.
+    async fn spent(&self, campaigns: &[Campaign], day: i64) -> anyhow::Result<Vec<Spent>> {
+        if campaigns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for campaign in campaigns {
+            pipe.get(daily_key(&campaign.id, day))
+                .get(lifetime_key(&campaign.id));
+        }
         let mut connection = self.redis.connection();
-        let (daily, lifetime): (Option<i64>, Option<i64>) = redis::pipe()
-            .get(daily_key(&campaign.id, day))
-            .get(lifetime_key(&campaign.id))
+        let totals: Vec<Option<i64>> = pipe
             .query_async(&mut connection)
             .await
             .context("reading spend from Redis")?;
-        let persisted = campaign.persisted_spend;
-        let persisted_today = if persisted.day == day {
-            persisted.spent_today
-        } else {
-            0
-        };
-        Ok(Spent {
-            today: daily.unwrap_or(persisted_today),
-            lifetime: lifetime.unwrap_or(persisted.lifetime_spent),
-        })
+        Ok(campaigns
+            .iter()
+            .zip(totals.chunks(2))
+            .map(|(campaign, totals)| {
+                let persisted = campaign.persisted_spend;
+                let persisted_today = if persisted.day == day {
+                    persisted.spent_today
+                } else {
+                    0
+                };
+                Spent {
+                    today: totals.first().copied().flatten().unwrap_or(persisted_today),
+                    lifetime: totals
+                        .get(1)
+                        .copied()
+                        .flatten()
+                        .unwrap_or(persisted.lifetime_spent),
+                }
+            })
+            .collect())
     }
 
     fn limits_changed(&self) {

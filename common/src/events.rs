@@ -74,18 +74,82 @@ fn decode(bytes: &[u8]) -> anyhow::Result<AdEvent> {
 #[derive(Debug)]
 pub struct RedisEventStream {
     redis: Redis,
+    /// The stream's key: [`STREAM_KEY`] in the mesh.
+    key: String,
     group_ready: tokio::sync::OnceCell<()>,
     /// Consumers that have re-read their pending entries since start.
     caught_up: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The connection blocking reads wait on (see `read_group`).
+    blocking_reader: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
 }
 
 impl RedisEventStream {
     pub fn new(redis: Redis) -> Self {
+        Self::with_key(redis, STREAM_KEY)
+    }
+
+    /// A stream under another key (tests keep theirs apart this way).
+    pub fn with_key(redis: Redis, key: &str) -> Self {
         Self {
             redis,
+            key: key.to_string(),
             group_ready: tokio::sync::OnceCell::new(),
             caught_up: std::sync::Mutex::new(Default::default()),
+            blocking_reader: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// XREADGROUP from `from` (`0`: this consumer's pending entries, `>`:
+    /// new ones). Blocking reads use a connection of their own: Redis runs
+    /// one command at a time per connection, so a blocked read on the shared
+    /// one would hold up every other command of the process.
+    async fn read_group(
+        &self,
+        consumer: &str,
+        max: usize,
+        from: &str,
+        block: Option<Duration>,
+    ) -> anyhow::Result<Vec<StreamEntry>> {
+        let mut command = redis::cmd("XREADGROUP");
+        command
+            .arg("GROUP")
+            .arg(CONSUMER_GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(max);
+        if let Some(block) = block {
+            command.arg("BLOCK").arg(block.as_millis() as u64);
+        }
+        command.arg("STREAMS").arg(&self.key).arg(from);
+        let reply: StreamReply = match block {
+            None => command.query_async(&mut self.redis.connection()).await,
+            Some(_) => {
+                let mut reader = self.blocking_reader.lock().await;
+                let connection = match reader.take() {
+                    Some(connection) => reader.insert(connection),
+                    None => reader.insert(self.redis.dedicated_connection().await?),
+                };
+                let reply = command.query_async(connection).await;
+                if reply.is_err() {
+                    // Reconnect on the next read.
+                    *reader = None;
+                }
+                reply
+            }
+        }
+        .context("reading the Redis event stream")?;
+        let mut entries = Vec::new();
+        for (_key, items) in reply.unwrap_or_default() {
+            for (id, fields) in items {
+                if let Some((_, payload)) = fields.into_iter().find(|(name, _)| name == "e") {
+                    entries.push(StreamEntry {
+                        id,
+                        event: decode(&payload)?,
+                    });
+                }
+            }
+        }
+        Ok(entries)
     }
 
     async fn ensure_group(&self) -> anyhow::Result<()> {
@@ -94,7 +158,7 @@ impl RedisEventStream {
                 let mut connection = self.redis.connection();
                 let created: redis::RedisResult<()> = redis::cmd("XGROUP")
                     .arg("CREATE")
-                    .arg(STREAM_KEY)
+                    .arg(&self.key)
                     .arg(CONSUMER_GROUP)
                     .arg("0")
                     .arg("MKSTREAM")
@@ -125,7 +189,7 @@ impl EventStream for RedisEventStream {
         pipe.atomic();
         for event in events {
             pipe.cmd("XADD")
-                .arg(STREAM_KEY)
+                .arg(&self.key)
                 .arg("MAXLEN")
                 .arg("~")
                 .arg(STREAM_MAX_LEN)
@@ -140,6 +204,8 @@ impl EventStream for RedisEventStream {
             .context("appending events to the Redis stream")
     }
 
+    /// Entries delivered to `consumer` but not acknowledged come first
+    /// (after a restart); once there are none, new entries.
     async fn read(
         &self,
         consumer: &str,
@@ -147,48 +213,22 @@ impl EventStream for RedisEventStream {
         block: Duration,
     ) -> anyhow::Result<Vec<StreamEntry>> {
         self.ensure_group().await?;
-        let pending_first = !self
+        let caught_up = self
             .caught_up
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(consumer);
-        let mut connection = self.redis.connection();
-        let mut command = redis::cmd("XREADGROUP");
-        command
-            .arg("GROUP")
-            .arg(CONSUMER_GROUP)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(max);
-        if !pending_first {
-            command.arg("BLOCK").arg(block.as_millis() as u64);
-        }
-        command
-            .arg("STREAMS")
-            .arg(STREAM_KEY)
-            .arg(if pending_first { "0" } else { ">" });
-        let reply: StreamReply = command
-            .query_async(&mut connection)
-            .await
-            .context("reading the Redis event stream")?;
-        let mut entries = Vec::new();
-        for (_key, items) in reply.unwrap_or_default() {
-            for (id, fields) in items {
-                if let Some((_, payload)) = fields.into_iter().find(|(name, _)| name == "e") {
-                    entries.push(StreamEntry {
-                        id,
-                        event: decode(&payload)?,
-                    });
-                }
+        if !caught_up {
+            let pending = self.read_group(consumer, max, "0", None).await?;
+            if !pending.is_empty() {
+                return Ok(pending);
             }
-        }
-        if pending_first && entries.is_empty() {
             self.caught_up
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(consumer.to_string());
         }
-        Ok(entries)
+        self.read_group(consumer, max, ">", Some(block)).await
     }
 
     async fn ack(&self, ids: &[String]) -> anyhow::Result<()> {
@@ -197,7 +237,7 @@ impl EventStream for RedisEventStream {
         }
         let mut connection = self.redis.connection();
         redis::cmd("XACK")
-            .arg(STREAM_KEY)
+            .arg(&self.key)
             .arg(CONSUMER_GROUP)
             .arg(ids)
             .query_async::<i64>(&mut connection)

@@ -47,6 +47,15 @@ impl Redis {
             .context("opening a Redis pub/sub connection")
     }
 
+    /// A connection of its own, for commands that block (XREADGROUP BLOCK):
+    /// on the shared connection they would hold up every other command.
+    pub async fn dedicated_connection(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        self.client
+            .get_multiplexed_async_connection()
+            .await
+            .context("opening a Redis connection")
+    }
+
     /// One round trip, for health checks.
     pub async fn ping(&self) -> anyhow::Result<()> {
         let mut connection = self.manager.clone();

@@ -44,6 +44,7 @@ pub async fn up(mut config: MeshConfig, seed_demo: bool) -> anyhow::Result<ExitC
     }
     print_banner(&address_of, database.dialect(), config.is_cluster_profile());
 
+    let address_of_queue = address_of(ServiceKind::QueueService);
     let context = ServiceContext {
         config: Arc::new(config),
         database: database.clone(),
@@ -53,6 +54,23 @@ pub async fn up(mut config: MeshConfig, seed_demo: bool) -> anyhow::Result<ExitC
     let mut services = JoinSet::new();
     for (service, (_, listener)) in listeners {
         services.spawn(crate::mesh::serve(service, context.clone(), listener));
+    }
+    // The processor pool works the embedded queue over loopback gRPC, like
+    // any other processor (the cluster profile runs `ad-processor` pods).
+    if context.redis.is_none() {
+        let queue_url = dial_url(address_of_queue);
+        for index in 0..context.config.queue.embedded_processors {
+            let options = admesh_queue_service::processor::ProcessorOptions {
+                queue_url: queue_url.clone(),
+                processor_id: format!("embedded-{}-{index}", std::process::id()),
+                capacity: 64,
+                work_ms: 0,
+            };
+            services.spawn(admesh_queue_service::processor::run(
+                options,
+                shutdown.clone(),
+            ));
+        }
     }
 
     let mut failed = false;

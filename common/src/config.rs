@@ -179,12 +179,29 @@ impl Default for AdServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct QueueServiceConfig {
     pub listen: SocketAddr,
+    /// Starting values of the live settings; once changed through the API
+    /// the stored values win.
+    pub anti_starvation: bool,
+    pub default_max_wait_secs: u32,
+    pub worker_count: u32,
+    pub batch_size: u32,
+    pub lease_timeout_secs: u32,
+    pub max_attempts: u32,
+    /// Processors `admesh up` runs in process (0 = none).
+    pub embedded_processors: u32,
 }
 
 impl Default for QueueServiceConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 50053)),
+            anti_starvation: true,
+            default_max_wait_secs: 300,
+            worker_count: 3,
+            batch_size: 10,
+            lease_timeout_secs: 30,
+            max_attempts: 3,
+            embedded_processors: 1,
         }
     }
 }
@@ -317,6 +334,30 @@ impl MeshConfig {
                 return Err(ConfigError::invalid(
                     "redis.url",
                     "must start with redis:// or rediss://",
+                ));
+            }
+        }
+        let queue = &self.queue;
+        for (key, value, max) in [
+            (
+                "queue.default_max_wait_secs",
+                queue.default_max_wait_secs,
+                86_400,
+            ),
+            ("queue.worker_count", queue.worker_count, 1_000),
+            ("queue.batch_size", queue.batch_size, 1_000),
+            ("queue.lease_timeout_secs", queue.lease_timeout_secs, 3_600),
+            ("queue.max_attempts", queue.max_attempts, 100),
+            (
+                "queue.embedded_processors",
+                queue.embedded_processors.max(1),
+                64,
+            ),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("must be between 1 and {max}"),
                 ));
             }
         }

@@ -34,6 +34,11 @@ impl FieldViolations {
         self.violations.is_empty()
     }
 
+    /// How many problems so far.
+    pub fn len(&self) -> usize {
+        self.violations.len()
+    }
+
     /// `Ok(())` when there is none, else one INVALID_ARGUMENT naming all.
     pub fn into_result(self) -> Result<(), tonic::Status> {
         if self.violations.is_empty() {

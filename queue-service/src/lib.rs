@@ -1,50 +1,118 @@
-//! The queue-service: the ad-processing priority queue (SPEC §4).
-//!
-//! The RPCs of `admesh.queue.v1.QueueService` that are not built yet answer UNIMPLEMENTED (the
-//! generated default), never a made-up result.
+//! The queue-service: the ad-processing priority queue (SPEC §4), and the
+//! ad-processor that works it.
 //!
 //! - [`ordering`]: the dispatch order (starved first, then priority, FIFO).
+//! - [`job`]: jobs and the checks a submission passes; [`settings`]: the
+//!   live configuration; [`retry`]: backoff with jitter.
+//! - [`store`]: the queue's state behind one trait; [`records`]: jobs and
+//!   the audit trail in SQL.
+//! - [`dispatch`]: pushing leases down `Process` streams; [`service`]: the
+//!   gRPC API.
+//! - [`analysis`]: the ad analysis; [`processor`]: the processor client
+//!   (the `ad-processor` binary and the pool in `admesh up`).
 
+pub mod analysis;
+pub mod convert;
+pub mod dispatch;
+pub mod job;
 pub mod ordering;
+pub mod processor;
+pub mod records;
+pub mod retry;
+pub mod service;
+pub mod settings;
+pub mod store;
+
+use std::{sync::Arc, time::Duration};
 
 use admesh_common::{GrpcService, ServiceContext, ServiceKind, serve_grpc};
 use admesh_proto::queue::v1::queue_service_server::{QueueService, QueueServiceServer};
 use tokio::net::TcpListener;
 
+use crate::{
+    dispatch::Dispatcher,
+    records::JobRecords,
+    service::QueueServiceImpl,
+    store::{EmbeddedQueue, QueueStore},
+};
+
 /// Which service of the mesh this is.
 pub const SERVICE: ServiceKind = ServiceKind::QueueService;
 
-/// The `admesh.queue.v1.QueueService` implementation.
-#[derive(Clone, Debug)]
-pub struct QueueServiceImpl {
-    #[allow(dead_code)]
-    context: ServiceContext,
-}
-
-impl QueueServiceImpl {
-    pub fn new(context: ServiceContext) -> Self {
-        Self { context }
-    }
-}
+/// The cluster profile's queue (Redis + PostgreSQL) is not built yet: every
+/// RPC answers UNIMPLEMENTED (the generated default) rather than pretending.
+#[derive(Clone, Copy, Debug)]
+struct ClusterQueuePending;
 
 #[tonic::async_trait]
-impl QueueService for QueueServiceImpl {}
+impl QueueService for ClusterQueuePending {}
 
-/// The service's routes, descriptor and names, for the gRPC host.
-pub fn grpc_service(context: &ServiceContext) -> GrpcService {
+fn grpc_service(routes: tonic::service::Routes) -> GrpcService {
     GrpcService {
         name: SERVICE.name(),
         grpc_name: "admesh.queue.v1.QueueService",
         descriptor: admesh_proto::descriptors::QUEUE,
-        routes: tonic::service::Routes::new(QueueServiceServer::new(QueueServiceImpl::new(
-            context.clone(),
-        ))),
+        routes,
     }
 }
 
-/// Serves until `context.shutdown` fires, then drains.
+/// Opens the embedded queue, retrying while SQL is not reachable yet.
+async fn open_embedded(context: &ServiceContext) -> anyhow::Result<Option<Arc<EmbeddedQueue>>> {
+    let defaults = settings::QueueSettings::from_config(&context.config.queue);
+    loop {
+        let opened = async {
+            context.database.migrate().await?;
+            EmbeddedQueue::open(JobRecords::new(context.database.clone()), defaults).await
+        }
+        .await;
+        match opened {
+            Ok(queue) => return Ok(Some(queue)),
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "cannot load the queue yet; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    () = context.shutdown.cancelled() => return Ok(None),
+                }
+            }
+        }
+    }
+}
+
+/// Serves until `context.shutdown` fires, then drains and writes what is
+/// pending.
 pub async fn serve(context: ServiceContext, listener: TcpListener) -> anyhow::Result<()> {
     let dependencies = context.dependencies();
     let shutdown = context.shutdown.clone();
-    serve_grpc(listener, grpc_service(&context), dependencies, shutdown).await
+    if context.redis.is_some() {
+        let routes = tonic::service::Routes::new(QueueServiceServer::new(ClusterQueuePending));
+        return serve_grpc(listener, grpc_service(routes), dependencies, shutdown).await;
+    }
+    let Some(queue) = open_embedded(&context).await? else {
+        return Ok(());
+    };
+    let store: Arc<dyn QueueStore> = queue;
+    let dispatcher = Dispatcher::new(Arc::clone(&store));
+    let expiry = tokio::spawn(dispatch::expire_leases(
+        Arc::clone(&store),
+        Arc::clone(&dispatcher),
+        shutdown.clone(),
+    ));
+    let service = QueueServiceImpl::new(Arc::clone(&store), dispatcher, shutdown.clone());
+    let routes = tonic::service::Routes::new(QueueServiceServer::new(service));
+    let served = serve_grpc(
+        listener,
+        grpc_service(routes),
+        dependencies,
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    let _ = expiry.await;
+    if tokio::time::timeout(service::FLUSH_TIMEOUT, store.flush())
+        .await
+        .is_err()
+    {
+        tracing::error!("queue writes still pending at shutdown");
+    }
+    served
 }

@@ -1,0 +1,305 @@
+//! The ad-processor: opens a `Process` stream, analyses each leased ad
+//! with at most `concurrency` jobs at once (the queue sets it live), keeps
+//! its leases alive with heartbeats and acknowledges completions in batches.
+//! It reconnects when the queue-service goes away; jobs it held then are
+//! finished if their lease survived, or redelivered by the queue if not.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use admesh_common::time::{millis_of, now_millis};
+use admesh_proto::queue::v1::{
+    self as pb, process_event::Event, queue_service_client::QueueServiceClient,
+};
+use parking_lot::Mutex;
+use tokio::{
+    sync::{Semaphore, mpsc},
+    task::JoinSet,
+};
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::{analysis::analyze, job::Job};
+
+/// How a processor runs.
+#[derive(Clone, Debug)]
+pub struct ProcessorOptions {
+    pub queue_url: String,
+    /// Stable name, e.g. host and pid.
+    pub processor_id: String,
+    /// Most jobs held at once.
+    pub capacity: u32,
+    /// Extra time each job takes, with progress reported along the way
+    /// (0 = as fast as the analysis runs). For demos and crash tests.
+    pub work_ms: u64,
+}
+
+/// Most completions sent in one `CompleteJobs` call.
+const MAX_ACKS_PER_CALL: usize = 1_000;
+
+/// Runs until `shutdown`, then finishes the jobs in hand and acknowledges
+/// them.
+pub async fn run(options: ProcessorOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let channel = admesh_common::lazy_channel(&options.queue_url)?;
+    let client = QueueServiceClient::new(channel);
+    let worker = Arc::new(Worker::new(client.clone(), options.clone()));
+    let (acks, ack_receiver) = mpsc::unbounded_channel();
+    let acknowledger = tokio::spawn(acknowledge(client.clone(), ack_receiver));
+    let heartbeats = tokio::spawn(heartbeat(Arc::clone(&worker), shutdown.clone()));
+    let mut jobs = JoinSet::new();
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        let opened = client
+            .clone()
+            .process(pb::ProcessRequest {
+                processor_id: options.processor_id.clone(),
+                capacity: options.capacity,
+            })
+            .await;
+        match opened {
+            Ok(stream) => {
+                failures = 0;
+                tracing::info!(
+                    processor_id = options.processor_id,
+                    "connected to the queue"
+                );
+                let mut stream = stream.into_inner();
+                loop {
+                    let message = tokio::select! {
+                        message = stream.next() => message,
+                        () = shutdown.cancelled() => break,
+                    };
+                    match message {
+                        Some(Ok(pb::ProcessEvent { event: Some(event) })) => match event {
+                            Event::Lease(lease) => {
+                                worker.accept(&lease);
+                                jobs.spawn(Arc::clone(&worker).work(lease, acks.clone()));
+                            }
+                            Event::Settings(settings) => {
+                                worker.set_concurrency(settings.concurrency)
+                            }
+                        },
+                        Some(Ok(_)) => {}
+                        Some(Err(status)) => {
+                            tracing::warn!(%status, "the Process stream failed");
+                            break;
+                        }
+                        None => break,
+                    }
+                    // Reap finished job tasks as we go.
+                    while jobs.try_join_next().is_some() {}
+                }
+            }
+            Err(status) => {
+                failures += 1;
+                tracing::warn!(%status, "cannot open the Process stream; retrying");
+            }
+        }
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let backoff = Duration::from_millis(100 * u64::from(failures.clamp(1, 20)));
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
+    // Graceful: finish what is in hand, then send the last acknowledgements.
+    while jobs.join_next().await.is_some() {}
+    drop(acks);
+    let _ = acknowledger.await;
+    heartbeats.abort();
+    Ok(())
+}
+
+/// The jobs in hand and how many may run at once.
+struct Worker {
+    client: QueueServiceClient<Channel>,
+    options: ProcessorOptions,
+    permits: Arc<Semaphore>,
+    concurrency: Mutex<u32>,
+    held: Mutex<HashSet<String>>,
+    /// Milliseconds between heartbeats: a third of the last lease's span.
+    heartbeat_every: AtomicU64,
+}
+
+impl Worker {
+    fn new(client: QueueServiceClient<Channel>, options: ProcessorOptions) -> Self {
+        Self {
+            client,
+            permits: Arc::new(Semaphore::new(1)),
+            concurrency: Mutex::new(1),
+            options,
+            held: Mutex::default(),
+            heartbeat_every: AtomicU64::new(10_000),
+        }
+    }
+
+    /// Adopts the concurrency the queue asks for.
+    fn set_concurrency(&self, wanted: u32) {
+        let wanted = wanted.max(1);
+        let mut current = self.concurrency.lock();
+        if wanted > *current {
+            self.permits.add_permits((wanted - *current) as usize);
+        } else if wanted < *current {
+            // Take the surplus permits out as jobs release them.
+            let surplus = *current - wanted;
+            let permits = Arc::clone(&self.permits);
+            tokio::spawn(async move {
+                if let Ok(taken) = permits.acquire_many_owned(surplus).await {
+                    taken.forget();
+                }
+            });
+        }
+        tracing::info!(concurrency = wanted, "processor concurrency set");
+        *current = wanted;
+    }
+
+    fn accept(&self, lease: &pb::JobLease) {
+        self.held.lock().insert(lease.lease_id.clone());
+        if let Some(expires_at) = &lease.expires_at {
+            let span = (millis_of(expires_at) - now_millis()).max(300);
+            self.heartbeat_every
+                .store((span / 3) as u64, Ordering::Relaxed);
+        }
+    }
+
+    async fn work(
+        self: Arc<Self>,
+        lease: pb::JobLease,
+        acks: mpsc::UnboundedSender<pb::CompleteJobRequest>,
+    ) {
+        let Ok(_permit) = Arc::clone(&self.permits).acquire_owned().await else {
+            return;
+        };
+        let Some(job) = lease.job.as_ref() else {
+            return;
+        };
+        if self.options.work_ms > 0 {
+            let steps = 4;
+            for step in 1..steps {
+                tokio::time::sleep(Duration::from_millis(self.options.work_ms / steps)).await;
+                let report = pb::ReportProgressRequest {
+                    lease_id: lease.lease_id.clone(),
+                    progress: (step * 100 / steps) as u32,
+                    message: format!("analysing ({step} of {steps})"),
+                };
+                match self.client.clone().report_progress(report).await {
+                    Ok(ack) if !ack.get_ref().accepted => {
+                        // The lease is gone (expired): another processor has the job.
+                        self.held.lock().remove(&lease.lease_id);
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(status) => tracing::warn!(%status, "progress report failed"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(self.options.work_ms / steps)).await;
+        }
+        let analysis = analyze(&job_of(job));
+        self.held.lock().remove(&lease.lease_id);
+        let _ = acks.send(pb::CompleteJobRequest {
+            lease_id: lease.lease_id,
+            analysis: Some(analysis.to_proto()),
+        });
+    }
+}
+
+/// The creative of a leased job, as the analysis reads it.
+fn job_of(job: &pb::AdJob) -> Job {
+    let mut analysed = Job::new(
+        crate::job::NewAd {
+            title: job.title.clone(),
+            description: job.description.clone(),
+            game_family: job.game_family.clone(),
+            target_audience: job.target_audience.clone(),
+            visual_elements: job.visual_elements.clone(),
+            call_to_action: job.call_to_action.clone(),
+            duration: job.duration,
+            priority: u8::try_from(job.priority).unwrap_or(1),
+            max_wait_secs: job.max_wait_time,
+        },
+        job.ad_id.clone(),
+        0,
+    );
+    analysed.attempt = job.attempt;
+    analysed
+}
+
+/// Sends completions in batches: whatever finished while the previous call
+/// was in flight goes in the next one. Retries failed calls (completion is
+/// idempotent by lease id).
+async fn acknowledge(
+    client: QueueServiceClient<Channel>,
+    mut receiver: mpsc::UnboundedReceiver<pb::CompleteJobRequest>,
+) {
+    while let Some(first) = receiver.recv().await {
+        let mut completions = vec![first];
+        while completions.len() < MAX_ACKS_PER_CALL {
+            match receiver.try_recv() {
+                Ok(more) => completions.push(more),
+                Err(_) => break,
+            }
+        }
+        let mut attempt = 0u32;
+        loop {
+            let request = pb::CompleteJobsRequest {
+                completions: completions.clone(),
+            };
+            match client.clone().complete_jobs(request).await {
+                Ok(_) => break,
+                Err(status) if attempt < 50 => {
+                    attempt += 1;
+                    tracing::warn!(%status, attempt, "acknowledging completions failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(10))))
+                        .await;
+                }
+                Err(status) => {
+                    // The leases expire and the jobs are redone elsewhere.
+                    tracing::error!(%status, "giving up on acknowledgements");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Extends the leases in hand every third of the lease span.
+async fn heartbeat(worker: Arc<Worker>, shutdown: CancellationToken) {
+    loop {
+        let every = worker.heartbeat_every.load(Ordering::Relaxed);
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(every)) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let lease_ids: Vec<String> = worker.held.lock().iter().cloned().collect();
+        if lease_ids.is_empty() {
+            continue;
+        }
+        match worker
+            .client
+            .clone()
+            .heartbeat(pb::HeartbeatRequest { lease_ids })
+            .await
+        {
+            Ok(answer) => {
+                let lost = answer.into_inner().lost_lease_ids;
+                if !lost.is_empty() {
+                    tracing::warn!(lost = lost.len(), "leases lost");
+                    let mut held = worker.held.lock();
+                    for lease in lost {
+                        held.remove(&lease);
+                    }
+                }
+            }
+            Err(status) => tracing::warn!(%status, "heartbeat failed"),
+        }
+    }
+}

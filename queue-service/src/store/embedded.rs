@@ -1,0 +1,813 @@
+//! The embedded profile's queue: queued and processing jobs in memory,
+//! indexed for dispatch order, and every change committed to SQLite (group
+//! commit) before the call answers. At start the active jobs are reloaded,
+//! leases included, so a restart loses nothing and a processor that outlives
+//! the restart can still finish its jobs.
+
+use std::{
+    cmp::Reverse,
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+};
+
+use admesh_common::time::now_millis;
+use async_trait::async_trait;
+use parking_lot::Mutex;
+
+use super::{
+    ExpiredLease, FamilySnapshot, JobView, Lease, LeaseAnswer, MAX_REPORTED_CHANGES,
+    PriorityChange, PriorityChangeOutcome, PrioritySelector, QueueSnapshot, QueueStore, StoreError,
+    StoreResult,
+    writer::{GroupCommit, Pending},
+};
+use crate::{
+    analysis::Analysis,
+    job::{Job, JobStatus, job_of_lease, lease_id},
+    ordering::{deadline, is_starved},
+    records::{JobEvent, JobFilter, JobRecords, WriteBatch},
+    retry::random_retry_delay_ms,
+    settings::QueueSettings,
+};
+
+/// The in-memory queue backed by SQL.
+pub struct EmbeddedQueue {
+    state: Mutex<State>,
+    records: JobRecords,
+    writer: GroupCommit,
+}
+
+impl std::fmt::Debug for EmbeddedQueue {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("EmbeddedQueue")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Queued and processing jobs with their indexes.
+#[derive(Default)]
+struct State {
+    settings: QueueSettings,
+    jobs: HashMap<String, Job>,
+    /// Dispatchable queued jobs by priority (high first), arrival, id.
+    by_priority: BTreeSet<(Reverse<u8>, i64, String)>,
+    /// The same jobs by starvation deadline, arrival, id.
+    by_deadline: BTreeSet<(i64, i64, String)>,
+    /// Queued jobs waiting out a retry backoff, by due time.
+    delayed: BTreeSet<(i64, String)>,
+    /// Processing jobs by lease expiry.
+    leases: BTreeSet<(i64, String)>,
+}
+
+impl State {
+    fn index(&mut self, job: &Job, now: i64) {
+        match job.status {
+            JobStatus::Queued => match job.not_before {
+                Some(due) if due > now => {
+                    self.delayed.insert((due, job.id.clone()));
+                }
+                _ => {
+                    self.by_priority
+                        .insert((Reverse(job.priority), job.queued_at, job.id.clone()));
+                    self.by_deadline.insert((
+                        deadline(&job.queued_view()),
+                        job.queued_at,
+                        job.id.clone(),
+                    ));
+                }
+            },
+            JobStatus::Processing => {
+                if let Some(expires_at) = job.lease_expires_at {
+                    self.leases.insert((expires_at, job.id.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn unindex(&mut self, job: &Job) {
+        let id = job.id.clone();
+        self.by_priority
+            .remove(&(Reverse(job.priority), job.queued_at, id.clone()));
+        self.by_deadline
+            .remove(&(deadline(&job.queued_view()), job.queued_at, id.clone()));
+        if let Some(due) = job.not_before {
+            self.delayed.remove(&(due, id.clone()));
+        }
+        if let Some(expires_at) = job.lease_expires_at {
+            self.leases.remove(&(expires_at, id));
+        }
+    }
+
+    /// Adds or replaces an active job; drops a finished one.
+    fn put(&mut self, job: Job, now: i64) {
+        if let Some(old) = self.jobs.remove(&job.id) {
+            self.unindex(&old);
+        }
+        if job.status.is_active() {
+            self.index(&job, now);
+            self.jobs.insert(job.id.clone(), job);
+        }
+    }
+
+    /// Makes jobs whose backoff is over dispatchable.
+    fn promote_due(&mut self, now: i64) {
+        while let Some((due, id)) = self.delayed.first().cloned() {
+            if due > now {
+                break;
+            }
+            self.delayed.remove(&(due, id.clone()));
+            if let Some(job) = self.jobs.get(&id) {
+                let job = job.clone();
+                self.by_priority
+                    .insert((Reverse(job.priority), job.queued_at, job.id.clone()));
+                self.by_deadline
+                    .insert((deadline(&job.queued_view()), job.queued_at, job.id));
+            }
+        }
+    }
+
+    /// The next job to dispatch (SPEC §4 order; see `ordering`).
+    fn next_id(&self, now: i64) -> Option<&String> {
+        if self.settings.anti_starvation
+            && let Some((due, _, id)) = self.by_deadline.first()
+            && now > *due
+        {
+            return Some(id);
+        }
+        self.by_priority.first().map(|(_, _, id)| id)
+    }
+
+    /// Queued job ids in dispatch order: starved, then by priority, then
+    /// those waiting out a backoff.
+    fn ordered_ids(&self, now: i64) -> Vec<&String> {
+        let mut ids = Vec::with_capacity(self.by_priority.len() + self.delayed.len());
+        let starvation = self.settings.anti_starvation;
+        if starvation {
+            ids.extend(
+                self.by_deadline
+                    .iter()
+                    .take_while(|(due, _, _)| now > *due)
+                    .map(|(_, _, id)| id),
+            );
+        }
+        ids.extend(self.by_priority.iter().filter_map(|(_, _, id)| {
+            let starved = starvation
+                && self
+                    .jobs
+                    .get(id)
+                    .is_some_and(|job| is_starved(&job.queued_view(), now));
+            (!starved).then_some(id)
+        }));
+        ids.extend(self.delayed.iter().map(|(_, id)| id));
+        ids
+    }
+
+    fn position(&self, id: &str, now: i64) -> Option<u64> {
+        self.ordered_ids(now)
+            .iter()
+            .position(|candidate| candidate.as_str() == id)
+            .map(|index| index as u64 + 1)
+    }
+
+    fn view(&self, job: &Job, now: i64) -> JobView {
+        JobView {
+            position: if job.status == JobStatus::Queued {
+                self.position(&job.id, now)
+            } else {
+                None
+            },
+            job: job.clone(),
+        }
+    }
+
+    /// The job a lease names, while the lease is held.
+    fn leased_job(&mut self, lease: &str) -> Option<&mut Job> {
+        let id = job_of_lease(lease)?;
+        self.jobs.get_mut(id).filter(|job| {
+            job.status == JobStatus::Processing && job.lease_id.as_deref() == Some(lease)
+        })
+    }
+}
+
+impl EmbeddedQueue {
+    /// Loads the active jobs and the saved settings (or `defaults`).
+    pub async fn open(records: JobRecords, defaults: QueueSettings) -> anyhow::Result<Arc<Self>> {
+        let settings = records.load_settings().await?.unwrap_or(defaults);
+        let jobs = records.load_active().await?;
+        let now = now_millis();
+        let mut state = State {
+            settings,
+            ..State::default()
+        };
+        for job in jobs {
+            state.put(job, now);
+        }
+        tracing::info!(active_jobs = state.jobs.len(), "queue loaded");
+        Ok(Arc::new(Self {
+            state: Mutex::new(state),
+            writer: GroupCommit::spawn(records.clone()),
+            records,
+        }))
+    }
+
+    /// Applies `change` to the state under the lock and queues its SQL write
+    /// in the same critical section (so SQL sees changes in order).
+    fn change<T>(
+        &self,
+        change: impl FnOnce(&mut State, i64, &mut WriteBatch) -> T,
+    ) -> (T, Pending) {
+        let now = now_millis();
+        let mut batch = WriteBatch::default();
+        let mut state = self.state.lock();
+        let result = change(&mut state, now, &mut batch);
+        let pending = self.writer.enqueue(batch);
+        drop(state);
+        (result, pending)
+    }
+
+    /// The status of a job no longer in memory (finished), from SQL.
+    async fn stored_status(&self, lease: &str) -> StoreResult<Option<JobStatus>> {
+        let Some(id) = job_of_lease(lease) else {
+            return Ok(None);
+        };
+        Ok(self.records.get(id).await?.map(|job| job.status))
+    }
+}
+
+/// Moves a leased job back to the queue, to the dead-letter queue, or to
+/// failed; records why.
+fn settle_failure(
+    state: &mut State,
+    mut job: Job,
+    now: i64,
+    error: &str,
+    retryable: bool,
+    cause: &str,
+    batch: &mut WriteBatch,
+) -> Job {
+    let max_attempts = state.settings.max_attempts;
+    job.last_error = error.to_string();
+    job.clear_lease();
+    job.touch(now);
+    let kind = if cause == "lease_expiry" {
+        "lease_expired"
+    } else {
+        "failed"
+    };
+    if !retryable {
+        job.status = JobStatus::Failed;
+        job.processed_at = Some(now);
+        batch
+            .events
+            .push(JobEvent::of(&job, kind, cause, error.to_string(), now));
+    } else if job.attempt >= max_attempts {
+        job.status = JobStatus::Dead;
+        job.processed_at = Some(now);
+        batch
+            .events
+            .push(JobEvent::of(&job, kind, cause, error.to_string(), now));
+        batch.events.push(JobEvent::of(
+            &job,
+            "dead",
+            cause,
+            format!("out of attempts ({} of {max_attempts})", job.attempt),
+            now,
+        ));
+    } else {
+        job.status = JobStatus::Queued;
+        job.queued_at = now;
+        job.progress = 0;
+        job.progress_message.clear();
+        // An expired lease means the processor is gone: redeliver at once.
+        let delay = if kind == "lease_expired" {
+            0
+        } else {
+            random_retry_delay_ms(job.attempt)
+        };
+        job.not_before = (delay > 0).then_some(now + delay);
+        batch
+            .events
+            .push(JobEvent::of(&job, kind, cause, error.to_string(), now));
+        batch.events.push(JobEvent::of(
+            &job,
+            "retried",
+            cause,
+            format!(
+                "attempt {} of {max_attempts} failed; retry in {delay} ms",
+                job.attempt
+            ),
+            now,
+        ));
+    }
+    batch.jobs.push(job.clone());
+    state.put(job.clone(), now);
+    job
+}
+
+#[async_trait]
+impl QueueStore for EmbeddedQueue {
+    fn records(&self) -> &JobRecords {
+        &self.records
+    }
+
+    fn settings(&self) -> QueueSettings {
+        self.state.lock().settings
+    }
+
+    async fn set_settings(&self, settings: QueueSettings) -> StoreResult<QueueSettings> {
+        self.records.save_settings(&settings, now_millis()).await?;
+        self.state.lock().settings = settings;
+        Ok(settings)
+    }
+
+    async fn submit(&self, jobs: Vec<Job>, cause: &str) -> StoreResult<Vec<JobView>> {
+        let (ids, pending) = self.change(|state, now, batch| {
+            let mut ids = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                batch.events.push(JobEvent::of(
+                    &job,
+                    "submitted",
+                    cause,
+                    format!("priority {}", job.priority),
+                    now,
+                ));
+                ids.push(job.id.clone());
+                batch.jobs.push(job.clone());
+                state.put(job, now);
+            }
+            ids
+        });
+        pending.committed().await?;
+        let now = now_millis();
+        let state = self.state.lock();
+        let order = state.ordered_ids(now);
+        let positions: HashMap<&str, u64> = order
+            .iter()
+            .enumerate()
+            .map(|(index, id)| (id.as_str(), index as u64 + 1))
+            .collect();
+        Ok(ids
+            .iter()
+            .filter_map(|id| state.jobs.get(id))
+            .map(|job| JobView {
+                position: positions.get(job.id.as_str()).copied(),
+                job: job.clone(),
+            })
+            .collect())
+    }
+
+    async fn get(&self, id: &str) -> StoreResult<Option<JobView>> {
+        {
+            let state = self.state.lock();
+            if let Some(job) = state.jobs.get(id) {
+                return Ok(Some(state.view(job, now_millis())));
+            }
+        }
+        Ok(self.records.get(id).await?.map(|job| JobView {
+            job,
+            position: None,
+        }))
+    }
+
+    async fn queued(
+        &self,
+        filter: &JobFilter,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<JobView>, u64)> {
+        let now = now_millis();
+        let state = self.state.lock();
+        let matching: Vec<(u64, &Job)> = state
+            .ordered_ids(now)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, id)| Some((index as u64 + 1, state.jobs.get(id)?)))
+            .filter(|(_, job)| {
+                filter
+                    .game_family
+                    .as_ref()
+                    .is_none_or(|family| &job.game_family == family)
+                    && filter
+                        .priority
+                        .is_none_or(|priority| job.priority == priority)
+                    && filter
+                        .queued_before
+                        .is_none_or(|before| job.queued_at < before)
+            })
+            .collect();
+        let total = matching.len() as u64;
+        let page = matching
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(|(position, job)| JobView {
+                job: job.clone(),
+                position: Some(position),
+            })
+            .collect();
+        Ok((page, total))
+    }
+
+    async fn snapshot(&self) -> StoreResult<QueueSnapshot> {
+        let now = now_millis();
+        let state = self.state.lock();
+        let mut snapshot = QueueSnapshot::default();
+        let mut families: HashMap<&str, FamilySnapshot> = HashMap::new();
+        for job in state.jobs.values() {
+            let family =
+                families
+                    .entry(job.game_family.as_str())
+                    .or_insert_with(|| FamilySnapshot {
+                        game_family: job.game_family.clone(),
+                        ..FamilySnapshot::default()
+                    });
+            match job.status {
+                JobStatus::Queued => {
+                    let wait = job.wait_ms(now);
+                    snapshot.queued += 1;
+                    snapshot.by_priority[usize::from(job.priority.clamp(1, 5) - 1)] += 1;
+                    snapshot.total_wait_ms += wait;
+                    snapshot.oldest_wait_ms = snapshot.oldest_wait_ms.max(wait);
+                    if is_starved(&job.queued_view(), now) {
+                        snapshot.starved += 1;
+                    }
+                    family.queued += 1;
+                    family.total_wait_ms += wait;
+                }
+                JobStatus::Processing => {
+                    snapshot.processing += 1;
+                    family.processing += 1;
+                }
+                _ => {}
+            }
+        }
+        snapshot.families = families.into_values().collect();
+        snapshot
+            .families
+            .sort_by(|a, b| a.game_family.cmp(&b.game_family));
+        Ok(snapshot)
+    }
+
+    async fn change_priority(
+        &self,
+        selector: &PrioritySelector,
+        new_priority: u8,
+        dry_run: bool,
+        cause: &str,
+    ) -> StoreResult<PriorityChangeOutcome> {
+        if let Some(id) = &selector.ad_id {
+            let in_memory = self.state.lock().jobs.get(id).map(|job| job.status);
+            let status = match in_memory {
+                Some(status) => status,
+                None => match self.records.get(id).await? {
+                    Some(job) => job.status,
+                    None => return Err(StoreError::NotFound(format!("ad_id: no job {id}"))),
+                },
+            };
+            if status != JobStatus::Queued {
+                return Err(StoreError::FailedPrecondition(format!(
+                    "ad_id: job {id} is {}; only queued jobs change priority",
+                    status.as_str()
+                )));
+            }
+        }
+        let (outcome, pending) = self.change(|state, now, batch| {
+            let order: Vec<String> = state.ordered_ids(now).into_iter().cloned().collect();
+            let mut outcome = PriorityChangeOutcome::default();
+            for id in order {
+                let Some(job) = state.jobs.get(&id) else {
+                    continue;
+                };
+                let matches = selector
+                    .ad_id
+                    .as_ref()
+                    .is_none_or(|wanted| *wanted == job.id)
+                    && selector
+                        .game_family
+                        .as_ref()
+                        .is_none_or(|family| job.game_family.eq_ignore_ascii_case(family))
+                    && selector
+                        .queued_before
+                        .is_none_or(|before| job.queued_at < before);
+                if !matches {
+                    continue;
+                }
+                outcome.matched += 1;
+                if job.priority == new_priority {
+                    continue;
+                }
+                outcome.changed += 1;
+                if outcome.changes.len() < MAX_REPORTED_CHANGES {
+                    outcome.changes.push(PriorityChange {
+                        ad_id: job.id.clone(),
+                        old_priority: job.priority,
+                        new_priority,
+                    });
+                }
+                if dry_run {
+                    continue;
+                }
+                let mut changed = job.clone();
+                let old = changed.priority;
+                changed.priority = new_priority;
+                changed.touch(now);
+                batch.events.push(JobEvent::of(
+                    &changed,
+                    "priority_changed",
+                    cause,
+                    format!("{old} → {new_priority}"),
+                    now,
+                ));
+                batch.jobs.push(changed.clone());
+                state.put(changed, now);
+            }
+            outcome
+        });
+        pending.committed().await?;
+        Ok(outcome)
+    }
+
+    async fn cancel(&self, id: &str, cause: &str) -> StoreResult<Job> {
+        let (cancelled, pending) = self.change(|state, now, batch| {
+            let job = state.jobs.get(id)?.clone();
+            if job.status != JobStatus::Queued {
+                return Some(Err(job.status));
+            }
+            let mut job = job;
+            job.status = JobStatus::Failed;
+            job.last_error = format!("cancelled by {cause}");
+            job.processed_at = Some(now);
+            job.touch(now);
+            batch
+                .events
+                .push(JobEvent::of(&job, "cancelled", cause, String::new(), now));
+            batch.jobs.push(job.clone());
+            state.put(job.clone(), now);
+            Some(Ok(job))
+        });
+        pending.committed().await?;
+        let status = match cancelled {
+            Some(Ok(job)) => return Ok(job),
+            Some(Err(status)) => status,
+            None => match self.records.get(id).await? {
+                Some(job) => job.status,
+                None => return Err(StoreError::NotFound(format!("ad_id: no job {id}"))),
+            },
+        };
+        Err(StoreError::FailedPrecondition(format!(
+            "ad_id: job {id} is {}; only queued jobs can be cancelled",
+            status.as_str()
+        )))
+    }
+
+    async fn lease(&self, processor_id: &str, max: usize) -> StoreResult<Vec<Lease>> {
+        let (leases, pending) = self.change(|state, now, batch| {
+            state.promote_due(now);
+            let timeout = state.settings.lease_timeout_ms();
+            let mut leases = Vec::new();
+            while leases.len() < max {
+                let Some(id) = state.next_id(now).cloned() else {
+                    break;
+                };
+                let Some(mut job) = state.jobs.get(&id).cloned() else {
+                    break;
+                };
+                job.status = JobStatus::Processing;
+                job.attempt += 1;
+                job.not_before = None;
+                job.processing_started_at = Some(now);
+                job.progress = 0;
+                job.progress_message.clear();
+                let lease = lease_id(&job.id, job.attempt);
+                job.lease_id = Some(lease.clone());
+                job.lease_expires_at = Some(now + timeout);
+                job.processor_id = Some(processor_id.to_string());
+                job.touch(now);
+                batch.events.push(JobEvent::of(
+                    &job,
+                    "leased",
+                    processor_id,
+                    format!("lease {lease}"),
+                    now,
+                ));
+                batch.jobs.push(job.clone());
+                leases.push(Lease {
+                    lease_id: lease,
+                    expires_at: now + timeout,
+                    job: job.clone(),
+                });
+                state.put(job, now);
+            }
+            leases
+        });
+        pending.committed().await?;
+        Ok(leases)
+    }
+
+    async fn report_progress(
+        &self,
+        lease: &str,
+        progress: u32,
+        message: &str,
+    ) -> StoreResult<LeaseAnswer> {
+        let (answer, pending) = self.change(|state, now, batch| {
+            let timeout = state.settings.lease_timeout_ms();
+            let mut job = state.leased_job(lease)?.clone();
+            job.progress = progress.min(100);
+            job.progress_message = message.to_string();
+            job.lease_expires_at = Some(now + timeout);
+            job.touch(now);
+            batch.events.push(JobEvent::of(
+                &job,
+                "progress",
+                job.processor_id.as_deref().unwrap_or(""),
+                format!("{}% {message}", job.progress),
+                now,
+            ));
+            batch.jobs.push(job.clone());
+            state.put(job, now);
+            Some(LeaseAnswer {
+                accepted: true,
+                status: Some(JobStatus::Processing),
+                expires_at: Some(now + timeout),
+            })
+        });
+        pending.committed().await?;
+        match answer {
+            Some(answer) => Ok(answer),
+            None => Ok(LeaseAnswer::rejected(self.current_status(lease).await?)),
+        }
+    }
+
+    async fn heartbeat(&self, lease_ids: &[String]) -> StoreResult<Vec<String>> {
+        let (lost, pending) = self.change(|state, now, batch| {
+            let timeout = state.settings.lease_timeout_ms();
+            let mut lost = Vec::new();
+            for lease in lease_ids {
+                let Some(job) = state.leased_job(lease) else {
+                    lost.push(lease.clone());
+                    continue;
+                };
+                let mut job = job.clone();
+                job.lease_expires_at = Some(now + timeout);
+                job.touch(now);
+                batch.jobs.push(job.clone());
+                state.put(job, now);
+            }
+            lost
+        });
+        pending.committed().await?;
+        Ok(lost)
+    }
+
+    async fn complete(
+        &self,
+        completions: Vec<(String, Analysis)>,
+    ) -> StoreResult<Vec<LeaseAnswer>> {
+        let leases: Vec<String> = completions.iter().map(|(lease, _)| lease.clone()).collect();
+        let (answers, pending) = self.change(|state, now, batch| {
+            completions
+                .into_iter()
+                .map(|(lease, analysis)| {
+                    let mut job = state.leased_job(&lease)?.clone();
+                    job.status = JobStatus::Completed;
+                    job.processed_at = Some(now);
+                    job.progress = 100;
+                    job.progress_message = "analysed".into();
+                    let detail = format!(
+                        "{:?}, quality {}",
+                        analysis.recommendation, analysis.quality_score
+                    )
+                    .to_lowercase();
+                    job.analysis = Some(analysis);
+                    let processor = job.processor_id.clone().unwrap_or_default();
+                    job.clear_lease();
+                    job.touch(now);
+                    batch
+                        .events
+                        .push(JobEvent::of(&job, "completed", &processor, detail, now));
+                    batch.jobs.push(job.clone());
+                    state.put(job, now);
+                    Some(LeaseAnswer {
+                        accepted: true,
+                        status: Some(JobStatus::Completed),
+                        expires_at: None,
+                    })
+                })
+                .collect::<Vec<_>>()
+        });
+        pending.committed().await?;
+        let mut resolved = Vec::with_capacity(answers.len());
+        for (answer, lease) in answers.into_iter().zip(&leases) {
+            resolved.push(match answer {
+                Some(answer) => answer,
+                None => LeaseAnswer::rejected(self.current_status(lease).await?),
+            });
+        }
+        Ok(resolved)
+    }
+
+    async fn fail(&self, lease: &str, error: &str, retryable: bool) -> StoreResult<LeaseAnswer> {
+        let (answer, pending) = self.change(|state, now, batch| {
+            let job = state.leased_job(lease)?.clone();
+            let processor = job.processor_id.clone().unwrap_or_default();
+            let job = settle_failure(state, job, now, error, retryable, &processor, batch);
+            Some(LeaseAnswer {
+                accepted: true,
+                status: Some(job.status),
+                expires_at: None,
+            })
+        });
+        pending.committed().await?;
+        match answer {
+            Some(answer) => Ok(answer),
+            None => Ok(LeaseAnswer::rejected(self.current_status(lease).await?)),
+        }
+    }
+
+    async fn expire_leases(&self) -> StoreResult<Vec<ExpiredLease>> {
+        let (expired, pending) = self.change(|state, now, batch| {
+            let mut expired = Vec::new();
+            while let Some((expires_at, id)) = state.leases.first().cloned() {
+                if expires_at > now {
+                    break;
+                }
+                state.leases.remove(&(expires_at, id.clone()));
+                let Some(job) = state.jobs.get(&id).cloned() else {
+                    continue;
+                };
+                expired.push(ExpiredLease {
+                    lease_id: job.lease_id.clone().unwrap_or_default(),
+                    processor_id: job.processor_id.clone().unwrap_or_default(),
+                });
+                let error = format!(
+                    "lease expired: no answer from {} within {} s",
+                    job.processor_id.as_deref().unwrap_or("the processor"),
+                    state.settings.lease_timeout_secs
+                );
+                settle_failure(state, job, now, &error, true, "lease_expiry", batch);
+            }
+            expired
+        });
+        pending.committed().await?;
+        Ok(expired)
+    }
+
+    async fn requeue_dead(&self, ids: Option<Vec<String>>, cause: &str) -> StoreResult<u64> {
+        let ids = match ids {
+            Some(ids) => ids,
+            None => self.records.dead_ids().await?,
+        };
+        let jobs = self.records.get_many(&ids).await?;
+        if let Some(missing) = ids.iter().find(|id| !jobs.iter().any(|job| &job.id == *id)) {
+            return Err(StoreError::NotFound(format!("ad_ids: no job {missing}")));
+        }
+        let (requeued, pending) = self.change(|state, now, batch| {
+            let mut requeued = 0;
+            for mut job in jobs {
+                // Re-check under the lock: memory is the truth for active jobs.
+                if job.status != JobStatus::Dead || state.jobs.contains_key(&job.id) {
+                    continue;
+                }
+                job.status = JobStatus::Queued;
+                job.attempt = 0;
+                job.queued_at = now;
+                job.not_before = None;
+                job.processed_at = None;
+                job.progress = 0;
+                job.progress_message.clear();
+                job.touch(now);
+                batch.events.push(JobEvent::of(
+                    &job,
+                    "requeued",
+                    cause,
+                    "from the dead-letter queue, attempts reset".into(),
+                    now,
+                ));
+                batch.jobs.push(job.clone());
+                state.put(job, now);
+                requeued += 1;
+            }
+            requeued
+        });
+        pending.committed().await?;
+        Ok(requeued)
+    }
+
+    async fn flush(&self) {
+        let _ = self.writer.barrier().committed().await;
+    }
+}
+
+impl EmbeddedQueue {
+    /// The status of the job `lease` names, wherever it is.
+    async fn current_status(&self, lease: &str) -> StoreResult<Option<JobStatus>> {
+        let in_memory =
+            job_of_lease(lease).and_then(|id| self.state.lock().jobs.get(id).map(|job| job.status));
+        match in_memory {
+            Some(status) => Ok(Some(status)),
+            None => self.stored_status(lease).await,
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Where the queue lives. One trait, [`QueueStore`], and its two
+//! implementations side by side:
+//!
+//! - [`EmbeddedQueue`]: the queue in process memory, every change committed
+//!   to SQLite before it is answered (group commit), reloaded at start;
+//! - the cluster store (Redis sorted sets + PostgreSQL) is the next step of
+//!   the queue issue; until then the cluster profile answers UNIMPLEMENTED.
+//!
+//! Both keep the job rows and the audit trail in SQL through
+//! [`JobRecords`](crate::records::JobRecords), and both order jobs by
+//! [`crate::ordering`].
+
+mod embedded;
+mod writer;
+
+pub use embedded::EmbeddedQueue;
+
+use async_trait::async_trait;
+
+use crate::{
+    analysis::Analysis,
+    job::{Job, JobStatus},
+    records::{JobFilter, JobRecords},
+    settings::QueueSettings,
+};
+
+/// A job and, while it is queued, its 1-based place in dispatch order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobView {
+    pub job: Job,
+    pub position: Option<u64>,
+}
+
+/// A job leased to a processor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lease {
+    pub lease_id: String,
+    pub job: Job,
+    pub expires_at: i64,
+}
+
+/// The answer to an operation on a lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseAnswer {
+    /// False when the lease was unknown or already finished: nothing changed.
+    pub accepted: bool,
+    /// The job's status after the call, when the job is known.
+    pub status: Option<JobStatus>,
+    /// The lease's expiry while it is still held.
+    pub expires_at: Option<i64>,
+}
+
+impl LeaseAnswer {
+    pub fn rejected(status: Option<JobStatus>) -> Self {
+        Self {
+            accepted: false,
+            status,
+            expires_at: None,
+        }
+    }
+}
+
+/// A lease that ran out: its job went back to the queue (or to the
+/// dead-letter queue when out of attempts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpiredLease {
+    pub lease_id: String,
+    pub processor_id: String,
+}
+
+/// Which queued jobs a priority change applies to (all given filters).
+#[derive(Clone, Debug, Default)]
+pub struct PrioritySelector {
+    pub ad_id: Option<String>,
+    pub game_family: Option<String>,
+    /// Queued before this time (unix ms).
+    pub queued_before: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PriorityChange {
+    pub ad_id: String,
+    pub old_priority: u8,
+    pub new_priority: u8,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PriorityChangeOutcome {
+    pub matched: u64,
+    pub changed: u64,
+    /// In dispatch order before the change, up to [`MAX_REPORTED_CHANGES`].
+    pub changes: Vec<PriorityChange>,
+}
+
+/// How many individual changes a priority change reports.
+pub const MAX_REPORTED_CHANGES: usize = 1_000;
+
+/// Figures of the jobs the queue holds now.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueueSnapshot {
+    pub queued: u64,
+    /// Queued jobs by priority 1..=5 (index 0 = priority 1).
+    pub by_priority: [u64; 5],
+    pub processing: u64,
+    pub starved: u64,
+    pub total_wait_ms: i64,
+    pub oldest_wait_ms: i64,
+    pub families: Vec<FamilySnapshot>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FamilySnapshot {
+    pub game_family: String,
+    pub queued: u64,
+    pub processing: u64,
+    pub total_wait_ms: i64,
+}
+
+/// Why a store operation could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error(transparent)]
+    Unavailable(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for tonic::Status {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(message) => tonic::Status::not_found(message),
+            StoreError::FailedPrecondition(message) => tonic::Status::failed_precondition(message),
+            StoreError::Unavailable(error) => admesh_common::status::storage_unavailable(error),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The queue's state and its transitions (SPEC §4). Every change is
+/// durable and in the audit trail before the call returns.
+#[async_trait]
+pub trait QueueStore: Send + Sync + 'static {
+    /// The SQL side: job rows of finished jobs, audit trail, settings.
+    fn records(&self) -> &JobRecords;
+
+    /// The live settings.
+    fn settings(&self) -> QueueSettings;
+
+    /// Changes the live settings; answers the new ones.
+    async fn set_settings(&self, settings: QueueSettings) -> StoreResult<QueueSettings>;
+
+    /// Queues new jobs (already checked), all or none.
+    async fn submit(&self, jobs: Vec<Job>, cause: &str) -> StoreResult<Vec<JobView>>;
+
+    /// One job in any status.
+    async fn get(&self, id: &str) -> StoreResult<Option<JobView>>;
+
+    /// Queued jobs matching `filter`, in dispatch order: a page and the total.
+    async fn queued(
+        &self,
+        filter: &JobFilter,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<JobView>, u64)>;
+
+    /// Figures of the queued and processing jobs.
+    async fn snapshot(&self) -> StoreResult<QueueSnapshot>;
+
+    async fn change_priority(
+        &self,
+        selector: &PrioritySelector,
+        new_priority: u8,
+        dry_run: bool,
+        cause: &str,
+    ) -> StoreResult<PriorityChangeOutcome>;
+
+    /// Cancels a queued job (it ends FAILED).
+    async fn cancel(&self, id: &str, cause: &str) -> StoreResult<Job>;
+
+    /// Leases up to `max` jobs in dispatch order to `processor_id`.
+    async fn lease(&self, processor_id: &str, max: usize) -> StoreResult<Vec<Lease>>;
+
+    /// Records progress and extends the lease.
+    async fn report_progress(
+        &self,
+        lease_id: &str,
+        progress: u32,
+        message: &str,
+    ) -> StoreResult<LeaseAnswer>;
+
+    /// Extends leases; answers those no longer held.
+    async fn heartbeat(&self, lease_ids: &[String]) -> StoreResult<Vec<String>>;
+
+    /// Completes leased jobs, each idempotently.
+    async fn complete(&self, completions: Vec<(String, Analysis)>)
+    -> StoreResult<Vec<LeaseAnswer>>;
+
+    /// Fails a leased job: retry after a backoff, dead after max attempts,
+    /// failed at once when not retryable.
+    async fn fail(&self, lease_id: &str, error: &str, retryable: bool) -> StoreResult<LeaseAnswer>;
+
+    /// Requeues the jobs of leases that ran out.
+    async fn expire_leases(&self) -> StoreResult<Vec<ExpiredLease>>;
+
+    /// Puts dead jobs back in the queue with their attempts reset; `None`
+    /// = every dead job.
+    async fn requeue_dead(&self, ids: Option<Vec<String>>, cause: &str) -> StoreResult<u64>;
+
+    /// Writes what is still pending (graceful shutdown).
+    async fn flush(&self);
+}

@@ -1,4 +1,5 @@
-//! The command line: `admesh up`, `admesh health`, `admesh agent "…"`.
+//! The command line: `admesh up`, `admesh serve`, `admesh processor`,
+//! `admesh health`, `admesh agent "…"`.
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -33,6 +34,8 @@ enum Command {
         /// ad-server, bid-engine, queue-service, analytics-service, agent-service or edge.
         service: ServiceKind,
     },
+    /// Run an ad-processor against a queue-service (as `ad-processor` does).
+    Processor(admesh_queue_service::processor::ProcessorArgs),
     /// Check the gRPC health of every service.
     Health,
     /// Send a plain-English command to the agent-service.
@@ -82,6 +85,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = runtime.block_on(async move {
         match command {
             Command::Up { no_demo } => crate::up::up(config, !no_demo).await,
+            Command::Processor(args) => processor(&config, args).await,
             Command::Health => health(&config).await,
             Command::Agent { text, dry_run, url } => agent(&url, text, dry_run).await,
             Command::Serve { .. } => anyhow::bail!("`admesh serve` runs outside the CLI runtime"),
@@ -94,6 +98,17 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn processor(
+    config: &MeshConfig,
+    args: admesh_queue_service::processor::ProcessorArgs,
+) -> anyhow::Result<ExitCode> {
+    let telemetry = admesh_common::telemetry::init_telemetry("ad-processor", &config.telemetry)?;
+    let shutdown = admesh_common::shutdown::cancel_on_signal();
+    let result = admesh_queue_service::processor::run(args.into_options(), shutdown).await;
+    telemetry.shutdown();
+    result.map(|()| ExitCode::SUCCESS)
 }
 
 async fn health(config: &MeshConfig) -> anyhow::Result<ExitCode> {

@@ -41,6 +41,43 @@ pub struct ProcessorOptions {
     pub work_ms: u64,
 }
 
+/// The processor's command-line flags (`ad-processor`, `admesh processor`).
+#[derive(Clone, Debug, clap::Args)]
+pub struct ProcessorArgs {
+    /// The queue-service to work for.
+    #[arg(
+        long,
+        env = "ADMESH_QUEUE_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub queue_url: String,
+    /// This processor's name in leases and the audit trail (default: host-pid).
+    #[arg(long, env = "ADMESH_PROCESSOR_ID")]
+    pub processor_id: Option<String>,
+    /// Most jobs held at once; the queue's worker count may set fewer.
+    #[arg(long, env = "ADMESH_PROCESSOR_CAPACITY", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub capacity: u32,
+    /// Extra milliseconds each job takes, with progress reports (demos, tests).
+    #[arg(long, env = "ADMESH_PROCESSOR_WORK_MS", default_value_t = 0)]
+    pub work_ms: u64,
+}
+
+impl ProcessorArgs {
+    pub fn into_options(self) -> ProcessorOptions {
+        let processor_id = self.processor_id.unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "processor".into());
+            format!("{host}-{}", std::process::id())
+        });
+        ProcessorOptions {
+            queue_url: self.queue_url,
+            processor_id,
+            capacity: self.capacity,
+            work_ms: self.work_ms,
+        }
+    }
+}
+
 /// Most completions sent in one `CompleteJobs` call.
 const MAX_ACKS_PER_CALL: usize = 1_000;
 
@@ -138,7 +175,7 @@ impl Worker {
             concurrency: Mutex::new(1),
             options,
             held: Mutex::default(),
-            heartbeat_every: AtomicU64::new(10_000),
+            heartbeat_every: AtomicU64::new(1_000),
         }
     }
 
@@ -271,14 +308,22 @@ async fn acknowledge(
     }
 }
 
+/// How often the heartbeat task looks whether a beat is due.
+const HEARTBEAT_TICK: Duration = Duration::from_millis(100);
+
 /// Extends the leases in hand every third of the lease span.
 async fn heartbeat(worker: Arc<Worker>, shutdown: CancellationToken) {
+    let mut last_beat = tokio::time::Instant::now();
     loop {
-        let every = worker.heartbeat_every.load(Ordering::Relaxed);
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(every)) => {}
+            () = tokio::time::sleep(HEARTBEAT_TICK) => {}
             () = shutdown.cancelled() => return,
         }
+        let every = Duration::from_millis(worker.heartbeat_every.load(Ordering::Relaxed));
+        if last_beat.elapsed() < every {
+            continue;
+        }
+        last_beat = tokio::time::Instant::now();
         let lease_ids: Vec<String> = worker.held.lock().iter().cloned().collect();
         if lease_ids.is_empty() {
             continue;

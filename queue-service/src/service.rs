@@ -73,10 +73,11 @@ impl QueueServiceImpl {
         }
     }
 
-    /// Completed jobs per second over the last minute.
-    async fn processing_rate(&self) -> Result<f64, Status> {
+    /// Completed jobs per second over the last minute; per-job estimates
+    /// may use a figure up to a second old, stats ask for a `fresh` one.
+    async fn processing_rate(&self, fresh: bool) -> Result<f64, Status> {
         let now = now_millis();
-        {
+        if !fresh {
             let (at, rate) = *self.rate.computed.lock();
             if now - at < 1_000 {
                 return Ok(rate);
@@ -122,7 +123,7 @@ impl QueueServiceImpl {
         let views = self.store.submit(jobs, cause).await?;
         metrics::counter!("admesh_queue_jobs_submitted_total").increment(count);
         self.dispatcher.jobs_added();
-        let rate = self.processing_rate().await?;
+        let rate = self.processing_rate(false).await?;
         let now = now_millis();
         Ok(views
             .iter()
@@ -246,7 +247,7 @@ impl QueueService for QueueServiceImpl {
             .get(&id)
             .await?
             .ok_or_else(|| Status::not_found(format!("ad_id: no job {id}")))?;
-        let rate = self.processing_rate().await?;
+        let rate = self.processing_rate(false).await?;
         Ok(Response::new(convert::job(&view, now_millis(), rate)))
     }
 
@@ -283,7 +284,7 @@ impl QueueService for QueueServiceImpl {
         }
         let offset = page_offset(&request.page_token)?;
         let limit = page_size(request.page_size, 100)?;
-        let rate = self.processing_rate().await?;
+        let rate = self.processing_rate(false).await?;
         let (ads, total) = if filter.status == Some(JobStatus::Queued) {
             let (views, total) = self.store.queued(&filter, offset, limit).await?;
             let ads: Vec<_> = views
@@ -334,7 +335,7 @@ impl QueueService for QueueServiceImpl {
             ..JobFilter::default()
         };
         let (views, _) = self.store.queued(&filter, 0, count).await?;
-        let rate = self.processing_rate().await?;
+        let rate = self.processing_rate(false).await?;
         let now = now_millis();
         Ok(Response::new(pb::PeekNextResponse {
             ads: views
@@ -355,7 +356,7 @@ impl QueueService for QueueServiceImpl {
             .family_counts()
             .await
             .map_err(admesh_common::status::storage_unavailable)?;
-        let rate = self.processing_rate().await?;
+        let rate = self.processing_rate(true).await?;
         let mut stats = pb::QueueStats {
             total: snapshot.queued,
             distribution: (1..=5)

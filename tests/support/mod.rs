@@ -134,6 +134,12 @@ impl Process {
         self.wait_exit(Duration::from_secs(30))
     }
 
+    /// kill -9: no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM without waiting: the process starts its graceful shutdown.
     pub fn send_sigterm(&self) {
         let _ = Command::new("kill")

@@ -1,10 +1,10 @@
 //! `ad-processor`: works the queue-service's jobs (SPEC §4). Run as many as
-//! you like; each opens one `Process` stream.
+//! you like; each opens one `Process` stream. `admesh processor` is the same.
 
 use std::process::ExitCode;
 
 use admesh_common::{MeshConfig, shutdown::cancel_on_signal, telemetry::init_telemetry};
-use admesh_queue_service::processor::{ProcessorOptions, run};
+use admesh_queue_service::processor::{ProcessorArgs, run};
 use clap::Parser;
 
 /// mimalloc: markedly faster than the system allocator for the many small
@@ -16,23 +16,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "ad-processor", version)]
 struct Options {
-    /// The queue-service to work for.
-    #[arg(
-        long,
-        env = "ADMESH_QUEUE_URL",
-        default_value = "http://127.0.0.1:50053"
-    )]
-    queue_url: String,
-    /// This processor's name in leases and the audit trail (default: host-pid).
-    #[arg(long, env = "ADMESH_PROCESSOR_ID")]
-    processor_id: Option<String>,
-    /// Most jobs held at once; the queue's worker count may set fewer.
-    #[arg(long, env = "ADMESH_PROCESSOR_CAPACITY", default_value_t = 16,
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
-    capacity: u32,
-    /// Extra milliseconds each job takes, with progress reports (demos, tests).
-    #[arg(long, env = "ADMESH_PROCESSOR_WORK_MS", default_value_t = 0)]
-    work_ms: u64,
+    #[command(flatten)]
+    processor: ProcessorArgs,
 }
 
 fn main() -> ExitCode {
@@ -59,20 +44,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let processor_id = options.processor_id.unwrap_or_else(|| {
-            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "processor".into());
-            format!("{host}-{}", std::process::id())
-        });
-        let result = run(
-            ProcessorOptions {
-                queue_url: options.queue_url,
-                processor_id,
-                capacity: options.capacity,
-                work_ms: options.work_ms,
-            },
-            cancel_on_signal(),
-        )
-        .await;
+        let result = run(options.processor.into_options(), cancel_on_signal()).await;
         telemetry.shutdown();
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -92,13 +92,24 @@ async fn grpcurl_lists_describes_and_health_checks_every_service() {
         "{message}"
     );
 
+    // grpcurl calls an RPC from reflection alone, with the seeds' JSON names.
+    let (ok, answer) = run_grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"title":"Epic RPG Adventure","gameFamily":"RPG-Fantasy","targetAudience":["18-34"],"priority":5}"#,
+        &queue,
+        "admesh.queue.v1.QueueService/SubmitAd",
+    ]);
+    assert!(ok && answer.contains("\"JOB_STATUS_QUEUED\""), "{answer}");
+
     // Not built yet: an honest UNIMPLEMENTED, never a made-up answer.
+    let analytics = mesh.address("analytics-service").to_string();
     let (ok, answer) = run_grpcurl(&[
         "-plaintext",
         "-d",
         "{}",
-        &queue,
-        "admesh.queue.v1.QueueService/GetQueueStats",
+        &analytics,
+        "admesh.analytics.v1.AnalyticsService/TopCampaigns",
     ]);
     assert!(!ok && answer.contains("Unimplemented"), "{answer}");
 }

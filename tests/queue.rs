@@ -31,10 +31,10 @@ impl Queue {
     async fn embedded(settings: &[(&'static str, &str)]) -> Self {
         let data = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", data.path().join("queue.db").display());
-        Self::start_with(data, url, settings)
+        Self::start_with(data, url, settings).await
     }
 
-    fn start_with(
+    async fn start_with(
         data: tempfile::TempDir,
         database_url: String,
         settings: &[(&'static str, &str)],
@@ -46,6 +46,7 @@ impl Queue {
                 .map(|(key, value)| (*key, value.to_string())),
         );
         let (process, address) = spawn_service("queue-service", "ADMESH_QUEUE__LISTEN", &env);
+        support::wait_until_serving(address).await;
         Self {
             process,
             address,
@@ -63,9 +64,10 @@ impl Queue {
     }
 
     /// kill -9, then start again on the same storage.
-    fn crash_and_restart(&mut self) {
+    async fn crash_and_restart(&mut self) {
         self.process.kill();
         let (process, address) = spawn_service("queue-service", "ADMESH_QUEUE__LISTEN", &self.env);
+        support::wait_until_serving(address).await;
         self.process = process;
         self.address = address;
     }
@@ -896,7 +898,7 @@ async fn a_restart_loses_no_job_and_keeps_leases(mut queue: Queue) {
     .await;
     let held = processor.leases(5).await;
     drop(processor);
-    queue.crash_and_restart();
+    queue.crash_and_restart().await;
     let figures = stats(&queue).await;
     assert_eq!((figures.total, figures.processing), (15, 5));
     assert_eq!(
@@ -1064,6 +1066,7 @@ async fn killing_admesh_up_mid_processing_loses_no_job_and_does_none_twice() {
     let env = [("ADMESH_QUEUE__LEASE_TIMEOUT_SECS", "1".to_string())];
     let mut mesh = support::Mesh::start_in(data.path(), &env);
     let queue_address = mesh.address("queue-service");
+    support::wait_until_serving(queue_address).await;
     let mut client = QueueServiceClient::new(channel(queue_address));
     const JOBS: usize = 2_000;
     for _ in 0..JOBS / 1_000 {
@@ -1077,6 +1080,7 @@ async fn killing_admesh_up_mid_processing_loses_no_job_and_does_none_twice() {
     // Mid-processing: the embedded processor is working through them.
     mesh.process.kill();
     let mesh = support::Mesh::start_in(data.path(), &env);
+    support::wait_until_serving(mesh.address("queue-service")).await;
     let mut client = QueueServiceClient::new(channel(mesh.address("queue-service")));
     eventually("every job completed", PATIENCE * 3, || {
         let mut client = client.clone();

@@ -79,25 +79,23 @@ async fn open_embedded(context: &ServiceContext) -> anyhow::Result<Option<Arc<Em
 }
 
 /// Serves until `context.shutdown` fires, then drains and writes what is
-/// pending.
+/// pending. The queue loads from SQL in the background: until it has, RPCs
+/// answer UNAVAILABLE and health says NOT_SERVING.
 pub async fn serve(context: ServiceContext, listener: TcpListener) -> anyhow::Result<()> {
-    let dependencies = context.dependencies();
+    let mut dependencies = context.dependencies();
     let shutdown = context.shutdown.clone();
     if context.redis.is_some() {
         let routes = tonic::service::Routes::new(QueueServiceServer::new(ClusterQueuePending));
         return serve_grpc(listener, grpc_service(routes), dependencies, shutdown).await;
     }
-    let Some(queue) = open_embedded(&context).await? else {
-        return Ok(());
-    };
-    let store: Arc<dyn QueueStore> = queue;
-    let dispatcher = Dispatcher::new(Arc::clone(&store));
-    let expiry = tokio::spawn(dispatch::expire_leases(
-        Arc::clone(&store),
-        Arc::clone(&dispatcher),
-        shutdown.clone(),
-    ));
-    let service = QueueServiceImpl::new(Arc::clone(&store), dispatcher, shutdown.clone());
+    let slot: service::QueueSlot = Arc::default();
+    let loader = tokio::spawn(load_and_maintain(context.clone(), Arc::clone(&slot)));
+    let loaded = Arc::clone(&slot);
+    dependencies.push(admesh_common::Dependency::Ready {
+        name: "queue_loaded",
+        check: Arc::new(move || loaded.get().is_some()),
+    });
+    let service = QueueServiceImpl::new(Arc::clone(&slot), shutdown.clone());
     let routes = tonic::service::Routes::new(QueueServiceServer::new(service));
     let served = serve_grpc(
         listener,
@@ -107,12 +105,27 @@ pub async fn serve(context: ServiceContext, listener: TcpListener) -> anyhow::Re
     )
     .await;
     shutdown.cancel();
-    let _ = expiry.await;
-    if tokio::time::timeout(service::FLUSH_TIMEOUT, store.flush())
-        .await
-        .is_err()
+    let _ = loader.await;
+    if let Some(queue) = slot.get()
+        && tokio::time::timeout(service::FLUSH_TIMEOUT, queue.store.flush())
+            .await
+            .is_err()
     {
         tracing::error!("queue writes still pending at shutdown");
     }
     served
+}
+
+/// Loads the queue, then expires leases until shutdown.
+async fn load_and_maintain(context: ServiceContext, slot: service::QueueSlot) {
+    let Ok(Some(queue)) = open_embedded(&context).await else {
+        return;
+    };
+    let store: Arc<dyn QueueStore> = queue;
+    let dispatcher = Dispatcher::new(Arc::clone(&store));
+    let _ = slot.set(service::LoadedQueue {
+        store: Arc::clone(&store),
+        dispatcher: Arc::clone(&dispatcher),
+    });
+    dispatch::expire_leases(store, dispatcher, context.shutdown.clone()).await;
 }

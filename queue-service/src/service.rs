@@ -43,10 +43,18 @@ struct RateCache {
 /// Completions over this window make the processing rate.
 const RATE_WINDOW_MS: i64 = 60_000;
 
+/// The queue once it has loaded from SQL (the service answers UNAVAILABLE
+/// and reports NOT_SERVING before that).
+pub struct LoadedQueue {
+    pub store: Arc<dyn QueueStore>,
+    pub dispatcher: Arc<Dispatcher>,
+}
+
+pub type QueueSlot = Arc<std::sync::OnceLock<LoadedQueue>>;
+
 #[derive(Clone)]
 pub struct QueueServiceImpl {
-    store: Arc<dyn QueueStore>,
-    dispatcher: Arc<Dispatcher>,
+    queue: QueueSlot,
     rate: Arc<RateCache>,
     shutdown: CancellationToken,
 }
@@ -60,17 +68,26 @@ impl std::fmt::Debug for QueueServiceImpl {
 }
 
 impl QueueServiceImpl {
-    pub fn new(
-        store: Arc<dyn QueueStore>,
-        dispatcher: Arc<Dispatcher>,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(queue: QueueSlot, shutdown: CancellationToken) -> Self {
         Self {
-            store,
-            dispatcher,
+            queue,
             rate: Arc::default(),
             shutdown,
         }
+    }
+
+    fn loaded(&self) -> Result<&LoadedQueue, Status> {
+        self.queue.get().ok_or_else(|| {
+            Status::unavailable("the queue is still loading from SQL; retry shortly")
+        })
+    }
+
+    fn store(&self) -> Result<&Arc<dyn QueueStore>, Status> {
+        Ok(&self.loaded()?.store)
+    }
+
+    fn dispatcher(&self) -> Result<&Arc<Dispatcher>, Status> {
+        Ok(&self.loaded()?.dispatcher)
     }
 
     /// Completed jobs per second over the last minute; per-job estimates
@@ -84,7 +101,7 @@ impl QueueServiceImpl {
             }
         }
         let completed = self
-            .store
+            .store()?
             .records()
             .completed_since(now - RATE_WINDOW_MS)
             .await
@@ -99,7 +116,7 @@ impl QueueServiceImpl {
         requests: Vec<pb::SubmitAdRequest>,
         batch: bool,
     ) -> Result<Vec<Job>, Status> {
-        let default_wait = self.store.settings().default_max_wait_secs;
+        let default_wait = self.store()?.settings().default_max_wait_secs;
         let mut problems = FieldViolations::new();
         let now = now_millis();
         let mut jobs = Vec::with_capacity(requests.len());
@@ -120,9 +137,9 @@ impl QueueServiceImpl {
 
     async fn submit(&self, jobs: Vec<Job>, cause: &str) -> Result<Vec<pb::AdJob>, Status> {
         let count = jobs.len() as u64;
-        let views = self.store.submit(jobs, cause).await?;
+        let views = self.store()?.submit(jobs, cause).await?;
         metrics::counter!("admesh_queue_jobs_submitted_total").increment(count);
-        self.dispatcher.jobs_added();
+        self.dispatcher()?.jobs_added();
         let rate = self.processing_rate(false).await?;
         let now = now_millis();
         Ok(views
@@ -243,7 +260,7 @@ impl QueueService for QueueServiceImpl {
         let id = request.into_inner().ad_id;
         check_id("ad_id", &id)?;
         let view = self
-            .store
+            .store()?
             .get(&id)
             .await?
             .ok_or_else(|| Status::not_found(format!("ad_id: no job {id}")))?;
@@ -286,7 +303,7 @@ impl QueueService for QueueServiceImpl {
         let limit = page_size(request.page_size, 100)?;
         let rate = self.processing_rate(false).await?;
         let (ads, total) = if filter.status == Some(JobStatus::Queued) {
-            let (views, total) = self.store.queued(&filter, offset, limit).await?;
+            let (views, total) = self.store()?.queued(&filter, offset, limit).await?;
             let ads: Vec<_> = views
                 .iter()
                 .map(|view| convert::job(view, now, rate))
@@ -294,7 +311,7 @@ impl QueueService for QueueServiceImpl {
             (ads, total)
         } else {
             let (jobs, total) = self
-                .store
+                .store()?
                 .records()
                 .list(&filter, offset, limit)
                 .await
@@ -303,7 +320,7 @@ impl QueueService for QueueServiceImpl {
             for job in jobs {
                 // Active jobs: memory is fresher than SQL and knows positions.
                 let view = match job.status.is_active() {
-                    true => self.store.get(&job.id).await?,
+                    true => self.store()?.get(&job.id).await?,
                     false => None,
                 }
                 .unwrap_or(crate::store::JobView {
@@ -334,7 +351,7 @@ impl QueueService for QueueServiceImpl {
             status: Some(JobStatus::Queued),
             ..JobFilter::default()
         };
-        let (views, _) = self.store.queued(&filter, 0, count).await?;
+        let (views, _) = self.store()?.queued(&filter, 0, count).await?;
         let rate = self.processing_rate(false).await?;
         let now = now_millis();
         Ok(Response::new(pb::PeekNextResponse {
@@ -349,9 +366,9 @@ impl QueueService for QueueServiceImpl {
         &self,
         _request: Request<pb::GetQueueStatsRequest>,
     ) -> Result<Response<pb::QueueStats>, Status> {
-        let snapshot = self.store.snapshot().await?;
+        let snapshot = self.store()?.snapshot().await?;
         let stored = self
-            .store
+            .store()?
             .records()
             .family_counts()
             .await
@@ -436,11 +453,11 @@ impl QueueService for QueueServiceImpl {
                 .then(|| now_millis() - i64::from(request.older_than_minutes) * 60_000),
         };
         let outcome = self
-            .store
+            .store()?
             .change_priority(&selector, new_priority, request.dry_run, &cause)
             .await?;
         if !request.dry_run && outcome.changed > 0 {
-            self.dispatcher.jobs_added();
+            self.dispatcher()?.jobs_added();
         }
         Ok(Response::new(pb::ChangePriorityResponse {
             matched: outcome.matched,
@@ -465,7 +482,7 @@ impl QueueService for QueueServiceImpl {
         let cause = actor(&request);
         let id = request.into_inner().ad_id;
         check_id("ad_id", &id)?;
-        let job = self.store.cancel(&id, &cause).await?;
+        let job = self.store()?.cancel(&id, &cause).await?;
         let view = crate::store::JobView {
             job,
             position: None,
@@ -479,11 +496,11 @@ impl QueueService for QueueServiceImpl {
     ) -> Result<Response<pb::ListJobEventsResponse>, Status> {
         let id = request.into_inner().ad_id;
         check_id("ad_id", &id)?;
-        if self.store.get(&id).await?.is_none() {
+        if self.store()?.get(&id).await?.is_none() {
             return Err(Status::not_found(format!("ad_id: no job {id}")));
         }
         let events = self
-            .store
+            .store()?
             .records()
             .events(&id)
             .await
@@ -501,7 +518,7 @@ impl QueueService for QueueServiceImpl {
         let offset = page_offset(&request.page_token)?;
         let limit = page_size(request.page_size, 100)?;
         let jobs = self
-            .store
+            .store()?
             .records()
             .dead_letters(offset, limit + 1)
             .await
@@ -559,9 +576,9 @@ impl QueueService for QueueServiceImpl {
                 Some(request.ad_ids)
             }
         };
-        let requeued = self.store.requeue_dead(ids, &cause).await?;
+        let requeued = self.store()?.requeue_dead(ids, &cause).await?;
         if requeued > 0 {
-            self.dispatcher.jobs_added();
+            self.dispatcher()?.jobs_added();
         }
         Ok(Response::new(pb::RequeueDeadLettersResponse { requeued }))
     }
@@ -570,16 +587,16 @@ impl QueueService for QueueServiceImpl {
         &self,
         _request: Request<pb::GetQueueConfigRequest>,
     ) -> Result<Response<pb::QueueConfig>, Status> {
-        Ok(Response::new(self.store.settings().to_proto()))
+        Ok(Response::new(self.store()?.settings().to_proto()))
     }
 
     async fn update_queue_config(
         &self,
         request: Request<pb::UpdateQueueConfigRequest>,
     ) -> Result<Response<pb::QueueConfig>, Status> {
-        let next = self.store.settings().updated(request.get_ref())?;
-        let saved = self.store.set_settings(next).await?;
-        self.dispatcher.settings_changed(saved);
+        let next = self.store()?.settings().updated(request.get_ref())?;
+        let saved = self.store()?.set_settings(next).await?;
+        self.dispatcher()?.settings_changed(saved);
         tracing::info!(settings = ?saved, "queue settings changed");
         Ok(Response::new(saved.to_proto()))
     }
@@ -597,7 +614,7 @@ impl QueueService for QueueServiceImpl {
             return Err(invalid_argument("capacity", "must be 1–1000"));
         }
         let (sender, receiver) = tokio::sync::mpsc::channel(1024);
-        tokio::spawn(Arc::clone(&self.dispatcher).run_stream(
+        tokio::spawn(Arc::clone(self.dispatcher()?).run_stream(
             processor_id,
             request.capacity,
             sender,
@@ -617,7 +634,7 @@ impl QueueService for QueueServiceImpl {
         }
         let message: String = request.message.chars().take(500).collect();
         let answer = self
-            .store
+            .store()?
             .report_progress(&request.lease_id, request.progress, &message)
             .await?;
         Ok(Response::new(Self::lease_ack(answer)))
@@ -631,8 +648,8 @@ impl QueueService for QueueServiceImpl {
         if lease_ids.len() > 10_000 {
             return Err(invalid_argument("lease_ids", "at most 10000 per call"));
         }
-        let lost = self.store.heartbeat(&lease_ids).await?;
-        self.dispatcher.released(lost.iter().map(String::as_str));
+        let lost = self.store()?.heartbeat(&lease_ids).await?;
+        self.dispatcher()?.released(lost.iter().map(String::as_str));
         Ok(Response::new(pb::HeartbeatResponse {
             lost_lease_ids: lost,
         }))
@@ -677,14 +694,14 @@ impl QueueService for QueueServiceImpl {
             error
         };
         let answer = self
-            .store
+            .store()?
             .fail(&request.lease_id, &error, request.retryable)
             .await?;
         if answer.accepted {
             metrics::counter!("admesh_queue_jobs_failed_total").increment(1);
-            self.dispatcher.jobs_added();
+            self.dispatcher()?.jobs_added();
         }
-        self.dispatcher.released([request.lease_id.as_str()]);
+        self.dispatcher()?.released([request.lease_id.as_str()]);
         Ok(Response::new(Self::lease_ack(answer)))
     }
 }
@@ -724,10 +741,11 @@ impl QueueServiceImpl {
         }
         problems.into_result()?;
         let leases: Vec<String> = checked.iter().map(|(lease, _)| lease.clone()).collect();
-        let answers = self.store.complete(checked).await?;
+        let answers = self.store()?.complete(checked).await?;
         let accepted = answers.iter().filter(|answer| answer.accepted).count();
         metrics::counter!("admesh_queue_jobs_completed_total").increment(accepted as u64);
-        self.dispatcher.released(leases.iter().map(String::as_str));
+        self.dispatcher()?
+            .released(leases.iter().map(String::as_str));
         Ok(answers.into_iter().map(Self::lease_ack).collect())
     }
 }

@@ -17,11 +17,7 @@ use prost::Message;
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{
-    Database, Redis,
-    db::{ROWS_PER_STATEMENT, values_placeholders},
-    on_pool,
-    runner::ServiceContext,
-    time::now_millis,
+    Database, Redis, db::statement_chunks, on_pool, runner::ServiceContext, time::now_millis,
 };
 
 /// The Redis Stream key and its consumer group.
@@ -278,10 +274,10 @@ impl EventStream for SqlEventStream {
         let now = now_millis();
         on_pool!(&self.database, pool => {
             let mut tx = pool.begin().await?;
-            for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            for chunk in statement_chunks(&events) {
                 let sql = format!(
                     "INSERT INTO event_stream (payload, appended_at) VALUES {}",
-                    values_placeholders(chunk.len(), 2)
+                    self.database.values_placeholders(chunk.len(), 2)
                 );
                 let mut query = sqlx::query(&sql);
                 for event in chunk {
@@ -337,10 +333,10 @@ impl EventStream for SqlEventStream {
             .context("acknowledging an id that is not from this stream")?;
         on_pool!(&self.database, pool => {
             let mut tx = pool.begin().await?;
-            for chunk in seqs.chunks(ROWS_PER_STATEMENT) {
+            for chunk in statement_chunks(&seqs) {
                 let sql = format!(
                     "DELETE FROM event_stream WHERE seq IN {}",
-                    values_placeholders(1, chunk.len())
+                    self.database.values_placeholders(1, chunk.len())
                 );
                 let mut query = sqlx::query(&sql);
                 for seq in chunk {

@@ -3,11 +3,7 @@
 //! upserts that keep the highest `version`, so batches may be merged and
 //! replayed without moving a job backwards.
 
-use admesh_common::{
-    Database,
-    db::{ROWS_PER_STATEMENT, values_placeholders},
-    on_pool,
-};
+use admesh_common::{Database, db::statement_chunks, on_pool};
 use anyhow::Context;
 use sqlx::FromRow;
 
@@ -294,10 +290,10 @@ impl JobRecords {
         let upsert_tail = upsert_assignments();
         on_pool!(&self.database, pool => {
             let mut transaction = pool.begin().await.context("begin job write")?;
-            for chunk in batch.jobs.chunks(ROWS_PER_STATEMENT) {
+            for chunk in statement_chunks(&batch.jobs) {
                 let sql = format!(
                     "INSERT INTO ad_jobs ({JOB_COLUMNS}) VALUES {} {upsert_tail}",
-                    values_placeholders(chunk.len(), JOB_COLUMN_COUNT)
+                    self.database.values_placeholders(chunk.len(), JOB_COLUMN_COUNT)
                 );
                 let mut query = sqlx::query(&sql);
                 for job in chunk {
@@ -305,10 +301,10 @@ impl JobRecords {
                 }
                 query.execute(&mut *transaction).await.context("upsert jobs")?;
             }
-            for chunk in batch.events.chunks(ROWS_PER_STATEMENT) {
+            for chunk in statement_chunks(&batch.events) {
                 let sql = format!(
                     "INSERT INTO job_events (ad_id, kind, status, attempt, cause, detail, created_at) VALUES {}",
-                    values_placeholders(chunk.len(), EVENT_COLUMN_COUNT)
+                    self.database.values_placeholders(chunk.len(), EVENT_COLUMN_COUNT)
                 );
                 let mut query = sqlx::query(&sql);
                 for event in chunk {
@@ -347,7 +343,7 @@ impl JobRecords {
 
     pub async fn get_many(&self, ids: &[String]) -> anyhow::Result<Vec<Job>> {
         let mut jobs = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&ids) {
             let placeholders = (1..=chunk.len())
                 .map(|n| format!("${n}"))
                 .collect::<Vec<_>>()
@@ -510,7 +506,7 @@ impl JobRecords {
     pub async fn dead_letters(&self, offset: u64, limit: u64) -> anyhow::Result<Vec<Job>> {
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM ad_jobs WHERE status = 'dead' \
-             ORDER BY updated_at DESC, id DESC LIMIT $1 OFFSET $2"
+             ORDER BY processed_at DESC, id DESC LIMIT $1 OFFSET $2"
         );
         let rows: Vec<JobRow> = on_pool!(&self.database, pool =>
             sqlx::query_as(&sql)

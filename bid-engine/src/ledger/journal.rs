@@ -7,11 +7,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use admesh_common::{
-    Database,
-    db::{ROWS_PER_STATEMENT, values_placeholders},
-    on_pool,
-};
+use admesh_common::{Database, db::statement_chunks, on_pool};
 
 /// Totals after a charge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,7 +112,7 @@ impl SpendJournal {
         let frequency: Vec<_> = pending.frequency.iter().collect();
         on_pool!(&self.database, pool => {
             let mut tx = pool.begin().await?;
-            for chunk in spend.chunks(ROWS_PER_STATEMENT) {
+            for chunk in statement_chunks(&spend) {
                 let sql = format!(
                     "INSERT INTO campaign_daily_spend (campaign_id, day, spent, impressions) VALUES {} \
                      ON CONFLICT (campaign_id, day) DO UPDATE SET \
@@ -124,7 +120,7 @@ impl SpendJournal {
                                   THEN excluded.spent ELSE campaign_daily_spend.spent END, \
                      impressions = CASE WHEN excluded.impressions > campaign_daily_spend.impressions \
                                   THEN excluded.impressions ELSE campaign_daily_spend.impressions END",
-                    values_placeholders(chunk.len(), 4)
+                    self.database.values_placeholders(chunk.len(), 4)
                 );
                 let mut query = sqlx::query(&sql);
                 for (campaign_id, totals) in chunk {
@@ -160,13 +156,13 @@ impl SpendJournal {
                 }
                 query.execute(&mut *tx).await?;
             }
-            for chunk in frequency.chunks(ROWS_PER_STATEMENT) {
+            for chunk in statement_chunks(&frequency) {
                 let sql = format!(
                     "INSERT INTO frequency_counts (campaign_id, user_id, day, impressions) VALUES {} \
                      ON CONFLICT (campaign_id, user_id, day) DO UPDATE SET \
                      impressions = CASE WHEN excluded.impressions > frequency_counts.impressions \
                                    THEN excluded.impressions ELSE frequency_counts.impressions END",
-                    values_placeholders(chunk.len(), 4)
+                    self.database.values_placeholders(chunk.len(), 4)
                 );
                 let mut query = sqlx::query(&sql);
                 for ((campaign_id, user_id, day), count) in chunk {

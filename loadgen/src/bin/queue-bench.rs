@@ -192,18 +192,20 @@ async fn run_queue_service(args: &Args, seed: u64) -> anyhow::Result<Round> {
     let server = tokio::spawn(admesh_queue_service::serve(context, listener));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
         .tcp_nodelay(true)
-        .connect()
-        .await;
-    let channel = match channel {
-        Ok(channel) => channel,
-        Err(_) => {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
-                .tcp_nodelay(true)
-                .connect()
-                .await?
-        }
-    };
+        .connect_lazy();
+    // The queue loads from SQL before it answers.
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    while QueueServiceClient::new(channel.clone())
+        .get_queue_config(pb::GetQueueConfigRequest {})
+        .await
+        .is_err()
+    {
+        anyhow::ensure!(
+            Instant::now() < ready_by,
+            "the queue-service did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut client = QueueServiceClient::new(channel);
 
     // (a) enqueue

@@ -274,7 +274,7 @@ impl EventStream for SqlEventStream {
         let now = now_millis();
         on_pool!(&self.database, pool => {
             let mut tx = pool.begin().await?;
-            for chunk in statement_chunks(&events) {
+            for chunk in statement_chunks(events) {
                 let sql = format!(
                     "INSERT INTO event_stream (payload, appended_at) VALUES {}",
                     self.database.values_placeholders(chunk.len(), 2)

@@ -343,7 +343,7 @@ impl JobRecords {
 
     pub async fn get_many(&self, ids: &[String]) -> anyhow::Result<Vec<Job>> {
         let mut jobs = Vec::with_capacity(ids.len());
-        for chunk in statement_chunks(&ids) {
+        for chunk in statement_chunks(ids) {
             let placeholders = (1..=chunk.len())
                 .map(|n| format!("${n}"))
                 .collect::<Vec<_>>()

@@ -210,12 +210,26 @@ impl Default for QueueServiceConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AnalyticsConfig {
     pub listen: SocketAddr,
+    /// A click counts when its impression was at most this long before it.
+    pub attribution_window_secs: u64,
+    /// Stream entries another consumer left unacknowledged this long are
+    /// taken over (that consumer died).
+    pub claim_idle_ms: u64,
+    /// Events read and counted per transaction.
+    pub batch_size: usize,
+    /// Counted events are kept this many days (de-duplication and the
+    /// rolling per-ad windows need the last 7).
+    pub retention_days: u32,
 }
 
 impl Default for AnalyticsConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 50054)),
+            attribution_window_secs: 86_400,
+            claim_idle_ms: 10_000,
+            batch_size: 2_000,
+            retention_days: 8,
         }
     }
 }
@@ -336,6 +350,31 @@ impl MeshConfig {
                     "must start with redis:// or rediss://",
                 ));
             }
+        }
+        let analytics = &self.analytics;
+        if !(1..=30 * 86_400).contains(&analytics.attribution_window_secs) {
+            return Err(ConfigError::invalid(
+                "analytics.attribution_window_secs",
+                "must be between 1 and 2592000 (30 days)",
+            ));
+        }
+        if !(100..=3_600_000).contains(&analytics.claim_idle_ms) {
+            return Err(ConfigError::invalid(
+                "analytics.claim_idle_ms",
+                "must be between 100 and 3600000",
+            ));
+        }
+        if !(1..=10_000).contains(&analytics.batch_size) {
+            return Err(ConfigError::invalid(
+                "analytics.batch_size",
+                "must be between 1 and 10000",
+            ));
+        }
+        if !(8..=3_650).contains(&analytics.retention_days) {
+            return Err(ConfigError::invalid(
+                "analytics.retention_days",
+                "must be between 8 and 3650",
+            ));
         }
         let queue = &self.queue;
         for (key, value, max) in [

@@ -51,6 +51,26 @@ pub trait EventStream: Send + Sync + std::fmt::Debug {
 
     /// Marks entries as processed; they will not be delivered again.
     async fn ack(&self, ids: &[String]) -> anyhow::Result<()>;
+
+    /// Takes over up to `max` entries that another consumer was handed but
+    /// has not acknowledged for `min_idle` (it died), for `consumer`.
+    async fn claim_stale(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> anyhow::Result<Vec<StreamEntry>>;
+
+    /// How far consumers are behind.
+    async fn backlog(&self) -> anyhow::Result<Backlog>;
+}
+
+/// Entries appended but not yet delivered (`lag`), and delivered but not
+/// yet acknowledged (`pending`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub lag: u64,
+    pub pending: u64,
 }
 
 /// The stream of the profile `context` runs in.
@@ -232,14 +252,93 @@ impl EventStream for RedisEventStream {
             return Ok(());
         }
         let mut connection = self.redis.connection();
-        redis::cmd("XACK")
+        // Acknowledged entries are deleted too: the stream keeps only what
+        // is still to be counted.
+        let mut pipe = redis::pipe();
+        pipe.cmd("XACK")
             .arg(&self.key)
             .arg(CONSUMER_GROUP)
             .arg(ids)
-            .query_async::<i64>(&mut connection)
+            .ignore()
+            .cmd("XDEL")
+            .arg(&self.key)
+            .arg(ids)
+            .ignore();
+        pipe.query_async::<()>(&mut connection)
             .await
             .context("acknowledging events")?;
         Ok(())
+    }
+
+    async fn claim_stale(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> anyhow::Result<Vec<StreamEntry>> {
+        self.ensure_group().await?;
+        let reply: redis::Value = redis::cmd("XAUTOCLAIM")
+            .arg(&self.key)
+            .arg(CONSUMER_GROUP)
+            .arg(consumer)
+            .arg(min_idle.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(max)
+            .query_async(&mut self.redis.connection())
+            .await
+            .context("claiming stale stream entries")?;
+        // [next cursor, [[id, [field, value, …]], …], [deleted ids]]
+        let redis::Value::Array(parts) = reply else {
+            return Ok(Vec::new());
+        };
+        let Some(redis::Value::Array(items)) = parts.get(1) else {
+            return Ok(Vec::new());
+        };
+        let mut entries = Vec::new();
+        for item in items {
+            let Ok((id, fields)) =
+                redis::from_redis_value::<(String, Vec<(String, Vec<u8>)>)>(item)
+            else {
+                continue;
+            };
+            if let Some((_, payload)) = fields.into_iter().find(|(name, _)| name == "e") {
+                entries.push(StreamEntry {
+                    id,
+                    event: decode(&payload)?,
+                });
+            }
+        }
+        Ok(entries)
+    }
+
+    async fn backlog(&self) -> anyhow::Result<Backlog> {
+        self.ensure_group().await?;
+        let groups: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.key)
+            .query_async(&mut self.redis.connection())
+            .await
+            .context("reading the consumer group's backlog")?;
+        let number = |group: &std::collections::HashMap<String, redis::Value>, key: &str| {
+            group
+                .get(key)
+                .and_then(|value| redis::from_redis_value::<u64>(value).ok())
+                .unwrap_or(0)
+        };
+        Ok(groups
+            .iter()
+            .find(|group| {
+                group
+                    .get("name")
+                    .and_then(|name| redis::from_redis_value::<String>(name).ok())
+                    .is_some_and(|name| name == CONSUMER_GROUP)
+            })
+            .map(|group| Backlog {
+                lag: number(group, "lag"),
+                pending: number(group, "pending"),
+            })
+            .unwrap_or_default())
     }
 }
 
@@ -347,6 +446,34 @@ impl EventStream for SqlEventStream {
             tx.commit().await?;
         });
         Ok(())
+    }
+
+    /// One consumer per process in the embedded profile: nothing to claim.
+    async fn claim_stale(
+        &self,
+        _consumer: &str,
+        _min_idle: Duration,
+        _max: usize,
+    ) -> anyhow::Result<Vec<StreamEntry>> {
+        Ok(Vec::new())
+    }
+
+    async fn backlog(&self) -> anyhow::Result<Backlog> {
+        let delivered = *self.delivered_up_to.lock().await;
+        let (lag, pending): (i64, i64) = on_pool!(&self.database, pool => {
+            sqlx::query_as(
+                "SELECT COALESCE(SUM(CASE WHEN seq > $1 THEN 1 ELSE 0 END), 0), \
+                 COALESCE(SUM(CASE WHEN seq <= $2 THEN 1 ELSE 0 END), 0) FROM event_stream",
+            )
+            .bind(delivered)
+            .bind(delivered)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(Backlog {
+            lag: u64::try_from(lag).unwrap_or(0),
+            pending: u64::try_from(pending).unwrap_or(0),
+        })
     }
 }
 

@@ -1,0 +1,143 @@
+//! The consumer: reads events from the stream in batches, records each
+//! batch exactly once (see [`AnalyticsStore::record`]) and acknowledges it
+//! only after the transaction committed. A crash before the
+//! acknowledgement redelivers the batch; de-duplication makes that
+//! harmless. In the cluster profile, entries a dead replica was handed are
+//! claimed by the living after `claim_idle`.
+
+use std::{sync::Arc, time::Duration};
+
+use admesh_common::{
+    events::{EventStream, StreamEntry},
+    time::now_millis,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::AnalyticsStore;
+
+/// How long a read waits for events: well inside the 2 s freshness bound.
+const READ_BLOCK: Duration = Duration::from_millis(100);
+
+#[derive(Clone, Debug)]
+pub struct ConsumerSettings {
+    /// This replica's name in the consumer group.
+    pub name: String,
+    pub batch_size: usize,
+    pub attribution_window_ms: i64,
+    pub claim_idle: Duration,
+    pub retention_days: u32,
+}
+
+/// Runs until `shutdown`.
+pub async fn consume(
+    stream: Arc<dyn EventStream>,
+    store: AnalyticsStore,
+    settings: ConsumerSettings,
+    shutdown: CancellationToken,
+) {
+    tracing::info!(consumer = settings.name, "analytics consumer started");
+    let mut waiting: Vec<StreamEntry> = Vec::new();
+    let mut last_claim = tokio::time::Instant::now();
+    let mut last_prune = tokio::time::Instant::now() - Duration::from_secs(3_600);
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        let mut entries = tokio::select! {
+            read = stream.read(&settings.name, settings.batch_size, READ_BLOCK) => match read {
+                Ok(entries) => entries,
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "reading the event stream failed");
+                    pause(&mut failures, &shutdown).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        if last_claim.elapsed() >= settings.claim_idle / 2 {
+            last_claim = tokio::time::Instant::now();
+            match stream
+                .claim_stale(&settings.name, settings.claim_idle, settings.batch_size)
+                .await
+            {
+                Ok(claimed) if !claimed.is_empty() => {
+                    tracing::info!(
+                        claimed = claimed.len(),
+                        "took over a stopped consumer's events"
+                    );
+                    entries.extend(claimed);
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(error = %format!("{error:#}"), "claiming failed"),
+            }
+        }
+        entries.append(&mut waiting);
+        if entries.is_empty() {
+            continue;
+        }
+        match store
+            .record(&entries, settings.attribution_window_ms, now_millis())
+            .await
+        {
+            Ok(recorded) => {
+                failures = 0;
+                metrics::counter!("admesh_analytics_events_counted_total")
+                    .increment(recorded.counted);
+                metrics::counter!("admesh_analytics_duplicates_total")
+                    .increment(recorded.duplicates);
+                metrics::counter!("admesh_analytics_unattributed_clicks_total")
+                    .increment(recorded.unattributed);
+                let (deferred, done): (Vec<StreamEntry>, Vec<StreamEntry>) = entries
+                    .into_iter()
+                    .partition(|entry| recorded.deferred.contains(&entry.id));
+                waiting = deferred;
+                let ids: Vec<String> = done.into_iter().map(|entry| entry.id).collect();
+                if let Err(error) = stream.ack(&ids).await {
+                    // Redelivered later and dropped as duplicates then.
+                    tracing::warn!(error = %format!("{error:#}"), "acknowledging failed");
+                }
+                if !waiting.is_empty() {
+                    // Clicks waiting for their impression: look again soon,
+                    // not in a tight loop.
+                    tokio::time::sleep(READ_BLOCK).await;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "recording events failed; retrying");
+                waiting = entries;
+                pause(&mut failures, &shutdown).await;
+            }
+        }
+        if last_prune.elapsed() >= Duration::from_secs(3_600) {
+            last_prune = tokio::time::Instant::now();
+            let before = now_millis() - i64::from(settings.retention_days) * 86_400_000;
+            match store.prune(before).await {
+                Ok(pruned) if pruned > 0 => tracing::info!(pruned, "old counted events pruned"),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(error = %format!("{error:#}"), "pruning failed"),
+            }
+        }
+    }
+    tracing::info!(consumer = settings.name, "analytics consumer stopped");
+}
+
+async fn pause(failures: &mut u32, shutdown: &CancellationToken) {
+    *failures += 1;
+    let wait = Duration::from_millis(100 * u64::from((*failures).min(20)));
+    tokio::select! {
+        () = tokio::time::sleep(wait) => {}
+        () = shutdown.cancelled() => {}
+    }
+}
+
+/// Exports the stream's lag and pending count every second.
+pub async fn export_backlog(stream: Arc<dyn EventStream>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Ok(backlog) = stream.backlog().await {
+            metrics::gauge!("admesh_analytics_stream_lag").set(backlog.lag as f64);
+            metrics::gauge!("admesh_analytics_stream_pending").set(backlog.pending as f64);
+        }
+    }
+}

@@ -103,13 +103,13 @@ async fn grpcurl_lists_describes_and_health_checks_every_service() {
     assert!(ok && answer.contains("\"JOB_STATUS_QUEUED\""), "{answer}");
 
     // Not built yet: an honest UNIMPLEMENTED, never a made-up answer.
-    let analytics = mesh.address("analytics-service").to_string();
+    let agent = mesh.address("agent-service").to_string();
     let (ok, answer) = run_grpcurl(&[
         "-plaintext",
         "-d",
         "{}",
-        &analytics,
-        "admesh.analytics.v1.AnalyticsService/TopCampaigns",
+        &agent,
+        "admesh.agent.v1.AgentService/ListSupportedCommands",
     ]);
     assert!(!ok && answer.contains("Unimplemented"), "{answer}");
 }

@@ -149,9 +149,10 @@ impl AnalyticsStore {
             // Impressions first, so clicks in the same batch find them.
             let rows: Vec<(&StreamEntry, bool)> =
                 impressions.iter().map(|entry| (*entry, true)).collect();
-            let new_ids = insert_log!(database, tx, &rows, now);
+            // An id listed twice in one batch is new once.
+            let mut new_ids = insert_log!(database, tx, &rows, now);
             for entry in &impressions {
-                if new_ids.contains(&entry.event.event_id) {
+                if new_ids.remove(&entry.event.event_id) {
                     counted.push(counted_event(entry, Kind::Impression, true));
                 }
             }
@@ -191,9 +192,9 @@ impl AnalyticsStore {
                     }
                 }
             }
-            let new_ids = insert_log!(database, tx, &click_rows, now);
+            let mut new_ids = insert_log!(database, tx, &click_rows, now);
             for (entry, attributed) in &click_rows {
-                if new_ids.contains(&entry.event.event_id) {
+                if new_ids.remove(&entry.event.event_id) {
                     counted.push(counted_event(entry, Kind::Click, *attributed));
                     if !attributed {
                         recorded.unattributed += 1;
@@ -282,17 +283,17 @@ impl AnalyticsStore {
     /// Whether the campaign exists (or has figures: it may have been
     /// removed since).
     pub async fn campaign_known(&self, campaign_id: &str) -> anyhow::Result<bool> {
-        let found: Option<(i64,)> = on_pool!(&self.database, pool =>
+        let (found,): (i64,) = on_pool!(&self.database, pool =>
             sqlx::query_as(
-                "SELECT 1 FROM campaigns WHERE id = $1 \
-                 UNION ALL SELECT 1 FROM campaign_metrics_daily WHERE campaign_id = $2 LIMIT 1",
+                "SELECT (SELECT COUNT(*) FROM campaigns WHERE id = $1) \
+                 + (SELECT COUNT(*) FROM campaign_metrics_daily WHERE campaign_id = $2)",
             )
             .bind(campaign_id)
             .bind(campaign_id)
-            .fetch_optional(pool)
+            .fetch_one(pool)
             .await)
         .context("look up campaign")?;
-        Ok(found.is_some())
+        Ok(found > 0)
     }
 
     /// Daily totals of a campaign in `[start_day, end_day]` (days with no

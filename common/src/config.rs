@@ -86,10 +86,22 @@ impl Default for DatabaseConfig {
 }
 
 /// Redis, for the cluster profile; no URL = in-process queue, events, budgets.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
     pub url: Option<Secret>,
+    /// The Redis Stream of impression and click events (one per mesh that
+    /// shares a Redis).
+    pub events_stream: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            events_stream: "admesh:events".into(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]

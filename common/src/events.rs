@@ -76,7 +76,10 @@ pub struct Backlog {
 /// The stream of the profile `context` runs in.
 pub fn event_stream(context: &ServiceContext) -> Arc<dyn EventStream> {
     match &context.redis {
-        Some(redis) => Arc::new(RedisEventStream::new(redis.clone())),
+        Some(redis) => Arc::new(RedisEventStream::with_key(
+            redis.clone(),
+            &context.config.redis.events_stream,
+        )),
         None => Arc::new(SqlEventStream::new(context.database.clone())),
     }
 }

@@ -240,7 +240,7 @@ impl Default for AnalyticsConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 50054)),
             attribution_window_secs: 86_400,
             claim_idle_ms: 10_000,
-            batch_size: 2_000,
+            batch_size: 10_000,
             retention_days: 8,
         }
     }

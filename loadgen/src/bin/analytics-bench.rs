@@ -38,7 +38,7 @@ struct Args {
     #[arg(long, default_value_t = 100)]
     campaigns: usize,
     /// Events per consumer transaction.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 10_000)]
     batch_size: usize,
     #[arg(long, default_value_t = 300)]
     timeout_seconds: u64,

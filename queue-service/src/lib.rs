@@ -22,6 +22,7 @@ pub mod retry;
 pub mod service;
 pub mod settings;
 pub mod store;
+pub mod transitions;
 
 use std::{sync::Arc, time::Duration};
 

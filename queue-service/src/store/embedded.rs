@@ -22,11 +22,12 @@ use super::{
 };
 use crate::{
     analysis::Analysis,
-    job::{Job, JobStatus, job_of_lease, lease_id},
+    job::{Job, JobStatus, job_of_lease},
     ordering::{deadline, is_starved},
-    records::{JobEvent, JobFilter, JobRecords, WriteBatch},
+    records::{JobFilter, JobRecords, WriteBatch},
     retry::random_retry_delay_ms,
     settings::QueueSettings,
+    transitions::{self, Failure},
 };
 
 /// The in-memory queue backed by SQL.
@@ -235,74 +236,41 @@ impl EmbeddedQueue {
     }
 }
 
-/// Moves a leased job back to the queue, to the dead-letter queue, or to
-/// failed; records why.
+/// Applies a failure of a leased job (see [`transitions::fail`]).
 fn settle_failure(
     state: &mut State,
-    mut job: Job,
+    job: Job,
+    failure: Failure<'_>,
     now: i64,
-    error: &str,
-    retryable: bool,
-    cause: &str,
     batch: &mut WriteBatch,
 ) -> Job {
-    let max_attempts = state.settings.max_attempts;
-    job.last_error = error.to_string();
-    job.clear_lease();
-    job.touch(now);
-    let kind = if cause == "lease_expiry" {
-        "lease_expired"
-    } else {
-        "failed"
+    let delay = match failure {
+        Failure::Reported { .. } => random_retry_delay_ms(job.attempt),
+        Failure::LeaseExpired => 0,
     };
-    if !retryable {
-        job.status = JobStatus::Failed;
-        job.processed_at = Some(now);
-        batch
-            .events
-            .push(JobEvent::of(&job, kind, cause, error.to_string(), now));
-    } else if job.attempt >= max_attempts {
-        job.status = JobStatus::Dead;
-        job.processed_at = Some(now);
-        batch
-            .events
-            .push(JobEvent::of(&job, kind, cause, error.to_string(), now));
-        batch.events.push(JobEvent::of(
-            &job,
-            "dead",
-            cause,
-            format!("out of attempts ({} of {max_attempts})", job.attempt),
-            now,
-        ));
-    } else {
-        job.status = JobStatus::Queued;
-        job.queued_at = now;
-        job.progress = 0;
-        job.progress_message.clear();
-        // An expired lease means the processor is gone: redeliver at once.
-        let delay = if kind == "lease_expired" {
-            0
-        } else {
-            random_retry_delay_ms(job.attempt)
-        };
-        job.not_before = (delay > 0).then_some(now + delay);
-        batch
-            .events
-            .push(JobEvent::of(&job, kind, cause, error.to_string(), now));
-        batch.events.push(JobEvent::of(
-            &job,
-            "retried",
-            cause,
-            format!(
-                "attempt {} of {max_attempts} failed; retry in {delay} ms",
-                job.attempt
-            ),
-            now,
-        ));
-    }
-    batch.jobs.push(job.clone());
-    state.put(job.clone(), now);
+    let settings = state.settings;
+    let (job, events) = transitions::fail(
+        job,
+        failure,
+        settings.max_attempts,
+        settings.lease_timeout_secs,
+        delay,
+        now,
+    );
+    apply(state, (job.clone(), events), now, batch);
     job
+}
+
+/// Puts a transition into memory and into the next SQL commit.
+fn apply(
+    state: &mut State,
+    (job, events): transitions::Transition,
+    now: i64,
+    batch: &mut WriteBatch,
+) {
+    batch.events.extend(events);
+    batch.jobs.push(job.clone());
+    state.put(job, now);
 }
 
 #[async_trait]
@@ -325,13 +293,7 @@ impl QueueStore for EmbeddedQueue {
         let (ids, pending) = self.change(|state, now, batch| {
             let mut ids = Vec::with_capacity(jobs.len());
             for job in jobs {
-                batch.events.push(JobEvent::of(
-                    &job,
-                    "submitted",
-                    cause,
-                    format!("priority {}", job.priority),
-                    now,
-                ));
+                batch.events.push(transitions::submitted(&job, cause, now));
                 ids.push(job.id.clone());
                 batch.jobs.push(job.clone());
                 state.put(job, now);
@@ -508,19 +470,8 @@ impl QueueStore for EmbeddedQueue {
                 if dry_run {
                     continue;
                 }
-                let mut changed = job.clone();
-                let old = changed.priority;
-                changed.priority = new_priority;
-                changed.touch(now);
-                batch.events.push(JobEvent::of(
-                    &changed,
-                    "priority_changed",
-                    cause,
-                    format!("{old} → {new_priority}"),
-                    now,
-                ));
-                batch.jobs.push(changed.clone());
-                state.put(changed, now);
+                let changed = transitions::reprioritize(job.clone(), new_priority, cause, now);
+                apply(state, changed, now, batch);
             }
             outcome
         });
@@ -534,16 +485,8 @@ impl QueueStore for EmbeddedQueue {
             if job.status != JobStatus::Queued {
                 return Some(Err(job.status));
             }
-            let mut job = job;
-            job.status = JobStatus::Failed;
-            job.last_error = format!("cancelled by {cause}");
-            job.processed_at = Some(now);
-            job.touch(now);
-            batch
-                .events
-                .push(JobEvent::of(&job, "cancelled", cause, String::new(), now));
-            batch.jobs.push(job.clone());
-            state.put(job.clone(), now);
+            let (job, events) = transitions::cancel(job, cause, now);
+            apply(state, (job.clone(), events), now, batch);
             Some(Ok(job))
         });
         pending.committed().await?;
@@ -570,34 +513,16 @@ impl QueueStore for EmbeddedQueue {
                 let Some(id) = state.next_id(now).cloned() else {
                     break;
                 };
-                let Some(mut job) = state.jobs.get(&id).cloned() else {
+                let Some(job) = state.jobs.get(&id).cloned() else {
                     break;
                 };
-                job.status = JobStatus::Processing;
-                job.attempt += 1;
-                job.not_before = None;
-                job.processing_started_at = Some(now);
-                job.progress = 0;
-                job.progress_message.clear();
-                let lease = lease_id(&job.id, job.attempt);
-                job.lease_id = Some(lease.clone());
-                job.lease_expires_at = Some(now + timeout);
-                job.processor_id = Some(processor_id.to_string());
-                job.touch(now);
-                batch.events.push(JobEvent::of(
-                    &job,
-                    "leased",
-                    processor_id,
-                    format!("lease {lease}"),
-                    now,
-                ));
-                batch.jobs.push(job.clone());
+                let (job, events) = transitions::lease(job, processor_id, timeout, now);
                 leases.push(Lease {
-                    lease_id: lease,
+                    lease_id: job.lease_id.clone().unwrap_or_default(),
                     expires_at: now + timeout,
                     job: job.clone(),
                 });
-                state.put(job, now);
+                apply(state, (job, events), now, batch);
             }
             leases
         });
@@ -613,20 +538,9 @@ impl QueueStore for EmbeddedQueue {
     ) -> StoreResult<LeaseAnswer> {
         let (answer, pending) = self.change(|state, now, batch| {
             let timeout = state.settings.lease_timeout_ms();
-            let mut job = state.leased_job(lease)?.clone();
-            job.progress = progress.min(100);
-            job.progress_message = message.to_string();
-            job.lease_expires_at = Some(now + timeout);
-            job.touch(now);
-            batch.events.push(JobEvent::of(
-                &job,
-                "progress",
-                job.processor_id.as_deref().unwrap_or(""),
-                format!("{}% {message}", job.progress),
-                now,
-            ));
-            batch.jobs.push(job.clone());
-            state.put(job, now);
+            let job = state.leased_job(lease)?.clone();
+            let changed = transitions::progress(job, progress, message, timeout, now);
+            apply(state, changed, now, batch);
             Some(LeaseAnswer {
                 accepted: true,
                 status: Some(JobStatus::Processing),
@@ -649,9 +563,7 @@ impl QueueStore for EmbeddedQueue {
                     lost.push(lease.clone());
                     continue;
                 };
-                let mut job = job.clone();
-                job.lease_expires_at = Some(now + timeout);
-                job.touch(now);
+                let job = transitions::extend(job.clone(), timeout, now);
                 batch.jobs.push(job.clone());
                 state.put(job, now);
             }
@@ -670,25 +582,8 @@ impl QueueStore for EmbeddedQueue {
             completions
                 .into_iter()
                 .map(|(lease, analysis)| {
-                    let mut job = state.leased_job(&lease)?.clone();
-                    job.status = JobStatus::Completed;
-                    job.processed_at = Some(now);
-                    job.progress = 100;
-                    job.progress_message = "analysed".into();
-                    let detail = format!(
-                        "{:?}, quality {}",
-                        analysis.recommendation, analysis.quality_score
-                    )
-                    .to_lowercase();
-                    job.analysis = Some(analysis);
-                    let processor = job.processor_id.clone().unwrap_or_default();
-                    job.clear_lease();
-                    job.touch(now);
-                    batch
-                        .events
-                        .push(JobEvent::of(&job, "completed", &processor, detail, now));
-                    batch.jobs.push(job.clone());
-                    state.put(job, now);
+                    let job = state.leased_job(&lease)?.clone();
+                    apply(state, transitions::complete(job, analysis, now), now, batch);
                     Some(LeaseAnswer {
                         accepted: true,
                         status: Some(JobStatus::Completed),
@@ -711,8 +606,8 @@ impl QueueStore for EmbeddedQueue {
     async fn fail(&self, lease: &str, error: &str, retryable: bool) -> StoreResult<LeaseAnswer> {
         let (answer, pending) = self.change(|state, now, batch| {
             let job = state.leased_job(lease)?.clone();
-            let processor = job.processor_id.clone().unwrap_or_default();
-            let job = settle_failure(state, job, now, error, retryable, &processor, batch);
+            let failure = Failure::Reported { error, retryable };
+            let job = settle_failure(state, job, failure, now, batch);
             Some(LeaseAnswer {
                 accepted: true,
                 status: Some(job.status),
@@ -741,12 +636,7 @@ impl QueueStore for EmbeddedQueue {
                     lease_id: job.lease_id.clone().unwrap_or_default(),
                     processor_id: job.processor_id.clone().unwrap_or_default(),
                 });
-                let error = format!(
-                    "lease expired: no answer from {} within {} s",
-                    job.processor_id.as_deref().unwrap_or("the processor"),
-                    state.settings.lease_timeout_secs
-                );
-                settle_failure(state, job, now, &error, true, "lease_expiry", batch);
+                settle_failure(state, job, Failure::LeaseExpired, now, batch);
             }
             expired
         });
@@ -765,28 +655,17 @@ impl QueueStore for EmbeddedQueue {
         }
         let (requeued, pending) = self.change(|state, now, batch| {
             let mut requeued = 0;
-            for mut job in jobs {
+            for job in jobs {
                 // Re-check under the lock: memory is the truth for active jobs.
                 if job.status != JobStatus::Dead || state.jobs.contains_key(&job.id) {
                     continue;
                 }
-                job.status = JobStatus::Queued;
-                job.attempt = 0;
-                job.queued_at = now;
-                job.not_before = None;
-                job.processed_at = None;
-                job.progress = 0;
-                job.progress_message.clear();
-                job.touch(now);
-                batch.events.push(JobEvent::of(
-                    &job,
-                    "requeued",
-                    cause,
-                    "from the dead-letter queue, attempts reset".into(),
+                apply(
+                    state,
+                    transitions::requeue_dead(job, cause, now),
                     now,
-                ));
-                batch.jobs.push(job.clone());
-                state.put(job, now);
+                    batch,
+                );
                 requeued += 1;
             }
             requeued

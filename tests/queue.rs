@@ -34,6 +34,28 @@ impl Queue {
         Self::start_with(data, url, settings).await
     }
 
+    /// The cluster profile: a fresh PostgreSQL database, Redis under a
+    /// prefix of its own.
+    async fn cluster(settings: &[(&'static str, &str)]) -> Self {
+        let postgres = support::TestPostgres::create().await;
+        let prefix = format!("{{admesh:queue:test-{}}}", uuid::Uuid::new_v4().simple());
+        let mut all = vec![
+            ("ADMESH_REDIS__URL", support::redis_url()),
+            ("ADMESH_REDIS__QUEUE_PREFIX", prefix),
+        ];
+        all.extend(
+            settings
+                .iter()
+                .map(|(key, value)| (*key, value.to_string())),
+        );
+        let borrowed: Vec<(&'static str, &str)> = all
+            .iter()
+            .map(|(key, value)| (*key, value.as_str()))
+            .collect();
+        let data = tempfile::tempdir().expect("tempdir");
+        Self::start_with(data, postgres.url.clone(), &borrowed).await
+    }
+
     async fn start_with(
         data: tempfile::TempDir,
         database_url: String,
@@ -968,6 +990,20 @@ macro_rules! conformance {
 }
 
 const SHORT_LEASES: &[(&str, &str)] = &[("ADMESH_QUEUE__LEASE_TIMEOUT_SECS", "1")];
+
+conformance!(cluster:
+    bad_input_is_rejected_naming_the_field,
+    dispatch_follows_priority_then_fifo,
+    leases_in_flight_never_exceed_capacity_or_worker_count,
+    a_starved_job_overtakes_a_steady_stream_of_higher_priorities,
+    anti_starvation_can_be_switched_off,
+    failures_retry_with_backoff_then_dead_letter_then_requeue,
+    answers_are_idempotent_and_expired_leases_are_redelivered with SHORT_LEASES,
+    priority_changes_by_family_and_age_return_counts_and_reorder,
+    cancel_only_queued_jobs,
+    stats_and_listings_reflect_the_queue,
+    a_restart_loses_no_job_and_keeps_leases,
+);
 
 conformance!(embedded:
     bad_input_is_rejected_naming_the_field,

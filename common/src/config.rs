@@ -93,6 +93,9 @@ pub struct RedisConfig {
     /// The Redis Stream of impression and click events (one per mesh that
     /// shares a Redis).
     pub events_stream: String,
+    /// The prefix of the queue's keys; one hash tag (`{…}`), so a Redis
+    /// Cluster keeps them in one slot for the queue's scripts.
+    pub queue_prefix: String,
 }
 
 impl Default for RedisConfig {
@@ -100,6 +103,7 @@ impl Default for RedisConfig {
         Self {
             url: None,
             events_stream: "admesh:events".into(),
+            queue_prefix: "{admesh:queue}".into(),
         }
     }
 }

@@ -73,8 +73,9 @@ impl JobStatus {
     }
 }
 
-/// One ad job. Times are unix milliseconds.
-#[derive(Clone, Debug, PartialEq)]
+/// One ad job. Times are unix milliseconds. (Serialized as JSON in the
+/// cluster profile's Redis hash.)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub id: String,
     pub title: String,

@@ -27,26 +27,18 @@ pub mod transitions;
 use std::{sync::Arc, time::Duration};
 
 use admesh_common::{GrpcService, ServiceContext, ServiceKind, serve_grpc};
-use admesh_proto::queue::v1::queue_service_server::{QueueService, QueueServiceServer};
+use admesh_proto::queue::v1::queue_service_server::QueueServiceServer;
 use tokio::net::TcpListener;
 
 use crate::{
     dispatch::Dispatcher,
     records::JobRecords,
     service::QueueServiceImpl,
-    store::{EmbeddedQueue, QueueStore},
+    store::{EmbeddedQueue, QueueStore, RedisQueue},
 };
 
 /// Which service of the mesh this is.
 pub const SERVICE: ServiceKind = ServiceKind::QueueService;
-
-/// The cluster profile's queue (Redis + PostgreSQL) is not built yet: every
-/// RPC answers UNIMPLEMENTED (the generated default) rather than pretending.
-#[derive(Clone, Copy, Debug)]
-struct ClusterQueuePending;
-
-#[tonic::async_trait]
-impl QueueService for ClusterQueuePending {}
 
 fn grpc_service(routes: tonic::service::Routes) -> GrpcService {
     GrpcService {
@@ -57,13 +49,22 @@ fn grpc_service(routes: tonic::service::Routes) -> GrpcService {
     }
 }
 
-/// Opens the embedded queue, retrying while SQL is not reachable yet.
-async fn open_embedded(context: &ServiceContext) -> anyhow::Result<Option<Arc<EmbeddedQueue>>> {
+/// Opens the profile's queue (Redis in the cluster profile, in process
+/// otherwise), retrying while SQL is not reachable yet.
+async fn open_store(context: &ServiceContext) -> anyhow::Result<Option<Arc<dyn QueueStore>>> {
     let defaults = settings::QueueSettings::from_config(&context.config.queue);
     loop {
         let opened = async {
             context.database.migrate().await?;
-            EmbeddedQueue::open(JobRecords::new(context.database.clone()), defaults).await
+            let records = JobRecords::new(context.database.clone());
+            let store: Arc<dyn QueueStore> = match &context.redis {
+                Some(redis) => {
+                    let prefix = &context.config.redis.queue_prefix;
+                    RedisQueue::open(redis.clone(), prefix, records, defaults).await?
+                }
+                None => EmbeddedQueue::open(records, defaults).await?,
+            };
+            anyhow::Ok(store)
         }
         .await;
         match opened {
@@ -85,10 +86,6 @@ async fn open_embedded(context: &ServiceContext) -> anyhow::Result<Option<Arc<Em
 pub async fn serve(context: ServiceContext, listener: TcpListener) -> anyhow::Result<()> {
     let mut dependencies = context.dependencies();
     let shutdown = context.shutdown.clone();
-    if context.redis.is_some() {
-        let routes = tonic::service::Routes::new(QueueServiceServer::new(ClusterQueuePending));
-        return serve_grpc(listener, grpc_service(routes), dependencies, shutdown).await;
-    }
     let slot: service::QueueSlot = Arc::default();
     let loader = tokio::spawn(load_and_maintain(context.clone(), Arc::clone(&slot)));
     let loaded = Arc::clone(&slot);
@@ -119,10 +116,9 @@ pub async fn serve(context: ServiceContext, listener: TcpListener) -> anyhow::Re
 
 /// Loads the queue, then expires leases until shutdown.
 async fn load_and_maintain(context: ServiceContext, slot: service::QueueSlot) {
-    let Ok(Some(queue)) = open_embedded(&context).await else {
+    let Ok(Some(store)) = open_store(&context).await else {
         return;
     };
-    let store: Arc<dyn QueueStore> = queue;
     let dispatcher = Dispatcher::new(Arc::clone(&store));
     let _ = slot.set(service::LoadedQueue {
         store: Arc::clone(&store),

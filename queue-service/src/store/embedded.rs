@@ -15,9 +15,8 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::{
-    ExpiredLease, FamilySnapshot, JobView, Lease, LeaseAnswer, MAX_REPORTED_CHANGES,
-    PriorityChange, PriorityChangeOutcome, PrioritySelector, QueueSnapshot, QueueStore, StoreError,
-    StoreResult,
+    ExpiredLease, JobView, Lease, LeaseAnswer, MAX_REPORTED_CHANGES, PriorityChange,
+    PriorityChangeOutcome, PrioritySelector, QueueSnapshot, QueueStore, StoreError, StoreResult,
     writer::{GroupCommit, Pending},
 };
 use crate::{
@@ -372,43 +371,8 @@ impl QueueStore for EmbeddedQueue {
     }
 
     async fn snapshot(&self) -> StoreResult<QueueSnapshot> {
-        let now = now_millis();
         let state = self.state.lock();
-        let mut snapshot = QueueSnapshot::default();
-        let mut families: HashMap<&str, FamilySnapshot> = HashMap::new();
-        for job in state.jobs.values() {
-            let family =
-                families
-                    .entry(job.game_family.as_str())
-                    .or_insert_with(|| FamilySnapshot {
-                        game_family: job.game_family.clone(),
-                        ..FamilySnapshot::default()
-                    });
-            match job.status {
-                JobStatus::Queued => {
-                    let wait = job.wait_ms(now);
-                    snapshot.queued += 1;
-                    snapshot.by_priority[usize::from(job.priority.clamp(1, 5) - 1)] += 1;
-                    snapshot.total_wait_ms += wait;
-                    snapshot.oldest_wait_ms = snapshot.oldest_wait_ms.max(wait);
-                    if is_starved(&job.queued_view(), now) {
-                        snapshot.starved += 1;
-                    }
-                    family.queued += 1;
-                    family.total_wait_ms += wait;
-                }
-                JobStatus::Processing => {
-                    snapshot.processing += 1;
-                    family.processing += 1;
-                }
-                _ => {}
-            }
-        }
-        snapshot.families = families.into_values().collect();
-        snapshot
-            .families
-            .sort_by(|a, b| a.game_family.cmp(&b.game_family));
-        Ok(snapshot)
+        Ok(super::snapshot_of(state.jobs.values(), now_millis()))
     }
 
     async fn change_priority(

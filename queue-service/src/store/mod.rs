@@ -3,17 +3,20 @@
 //!
 //! - [`EmbeddedQueue`]: the queue in process memory, every change committed
 //!   to SQLite before it is answered (group commit), reloaded at start;
-//! - the cluster store (Redis sorted sets + PostgreSQL) is the next step of
-//!   the queue issue; until then the cluster profile answers UNIMPLEMENTED.
+//! - [`RedisQueue`]: active jobs and the dispatch indexes in Redis (shared
+//!   by every replica; claims and compare-and-set writes in Lua), job rows
+//!   and the audit trail in PostgreSQL.
 //!
 //! Both keep the job rows and the audit trail in SQL through
 //! [`JobRecords`](crate::records::JobRecords), and both order jobs by
 //! [`crate::ordering`].
 
 mod embedded;
+mod redis_queue;
 mod writer;
 
 pub use embedded::EmbeddedQueue;
+pub use redis_queue::RedisQueue;
 
 use async_trait::async_trait;
 
@@ -114,6 +117,44 @@ pub struct FamilySnapshot {
     pub queued: u64,
     pub processing: u64,
     pub total_wait_ms: i64,
+}
+
+/// Figures of `jobs` (the active ones) at `now`.
+pub fn snapshot_of<'a>(jobs: impl Iterator<Item = &'a Job>, now: i64) -> QueueSnapshot {
+    let mut snapshot = QueueSnapshot::default();
+    let mut families: std::collections::HashMap<&str, FamilySnapshot> = Default::default();
+    for job in jobs {
+        let family = families
+            .entry(job.game_family.as_str())
+            .or_insert_with(|| FamilySnapshot {
+                game_family: job.game_family.clone(),
+                ..FamilySnapshot::default()
+            });
+        match job.status {
+            JobStatus::Queued => {
+                let wait = job.wait_ms(now);
+                snapshot.queued += 1;
+                snapshot.by_priority[usize::from(job.priority.clamp(1, 5) - 1)] += 1;
+                snapshot.total_wait_ms += wait;
+                snapshot.oldest_wait_ms = snapshot.oldest_wait_ms.max(wait);
+                if crate::ordering::is_starved(&job.queued_view(), now) {
+                    snapshot.starved += 1;
+                }
+                family.queued += 1;
+                family.total_wait_ms += wait;
+            }
+            JobStatus::Processing => {
+                snapshot.processing += 1;
+                family.processing += 1;
+            }
+            _ => {}
+        }
+    }
+    snapshot.families = families.into_values().collect();
+    snapshot
+        .families
+        .sort_by(|a, b| a.game_family.cmp(&b.game_family));
+    snapshot
 }
 
 /// Why a store operation could not be done.

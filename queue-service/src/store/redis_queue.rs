@@ -1,0 +1,876 @@
+//! The cluster profile's queue: Redis holds the active jobs and the
+//! dispatch indexes, shared by every queue-service replica; PostgreSQL
+//! holds every job row and the audit trail (group commit, as embedded).
+//!
+//! Keys (one hash tag, so the scripts may touch them all):
+//! `{prefix}:jobs` (hash: id → job JSON), `{prefix}:ready` (sorted by
+//! [`priority_score`]), `{prefix}:deadline` (by starvation deadline),
+//! `{prefix}:delayed` (by retry time), `{prefix}:leases` (by expiry).
+//!
+//! Two scripts do all writing. `CLAIM` pops the next jobs in dispatch
+//! order atomically (so two replicas never lease the same job); `CAS` writes
+//! jobs changed by [`crate::transitions`] only if their version is still the
+//! one read, and puts them in the right indexes. A replica that dies between
+//! the two leaves claimed jobs in `leases` with a short provisional expiry;
+//! the expiry sweep of any replica puts them back.
+
+use std::{collections::HashMap, sync::Arc};
+
+use admesh_common::{Redis, time::now_millis};
+use anyhow::Context;
+use async_trait::async_trait;
+use parking_lot::Mutex;
+
+use super::{
+    ExpiredLease, JobView, Lease, LeaseAnswer, MAX_REPORTED_CHANGES, PriorityChange,
+    PriorityChangeOutcome, PrioritySelector, QueueSnapshot, QueueStore, StoreError, StoreResult,
+    snapshot_of, writer::GroupCommit,
+};
+use crate::{
+    analysis::Analysis,
+    job::{Job, JobStatus, job_of_lease},
+    ordering::{deadline, priority_score},
+    records::{JobFilter, JobRecords, WriteBatch},
+    retry::random_retry_delay_ms,
+    settings::QueueSettings,
+    transitions::{self, Failure, Transition},
+};
+
+/// How long a claimed job may wait for its lease to be written before the
+/// sweep takes it back (the replica that claimed it died in between).
+const CLAIM_GRACE_MS: i64 = 10_000;
+/// Attempts of a read–change–write that loses races.
+const CAS_ATTEMPTS: usize = 5;
+
+/// Pops up to ARGV[2] jobs in dispatch order into `leases` with a
+/// provisional expiry; answers id, JSON pairs.
+const CLAIM_SCRIPT: &str = r#"
+local jobs, ready, deadline, delayed, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local now, max, anti, provisional = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4]
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', now)) do
+  redis.call('ZREM', delayed, id)
+  local raw = redis.call('HGET', jobs, id)
+  if raw then
+    local job = cjson.decode(raw)
+    redis.call('ZADD', ready, string.format('%.0f', (5 - job.priority) * 4398046511104 + job.queued_at), id)
+    redis.call('ZADD', deadline, string.format('%.0f', job.queued_at + job.max_wait_secs * 1000), id)
+  end
+end
+local out = {}
+while #out < 2 * max do
+  local id = nil
+  if anti then
+    local first = redis.call('ZRANGE', deadline, 0, 0, 'WITHSCORES')
+    if first[1] and tonumber(first[2]) < now then id = first[1] end
+  end
+  if not id then id = redis.call('ZRANGE', ready, 0, 0)[1] end
+  if not id then break end
+  redis.call('ZREM', ready, id)
+  redis.call('ZREM', deadline, id)
+  local raw = redis.call('HGET', jobs, id)
+  if raw then
+    redis.call('ZADD', leases, provisional, id)
+    out[#out + 1] = id
+    out[#out + 1] = raw
+  end
+end
+return out
+"#;
+
+/// ARGV: count, then per job: id, expected version ('0' = must be new),
+/// JSON ('' = delete), then the ready, deadline, delayed and lease scores
+/// ('' = not in that index). Answers 1 (written) or 0 (changed meanwhile).
+const CAS_SCRIPT: &str = r#"
+local jobs, ready, deadline, delayed, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local count = tonumber(ARGV[1])
+local results = {}
+for i = 0, count - 1 do
+  local base = 2 + i * 7
+  local id, expected, json = ARGV[base], ARGV[base + 1], ARGV[base + 2]
+  local raw = redis.call('HGET', jobs, id)
+  local ok
+  if expected == '0' then ok = (raw == false) else ok = raw and cjson.decode(raw).version == tonumber(expected) end
+  if ok then
+    redis.call('ZREM', ready, id)
+    redis.call('ZREM', deadline, id)
+    redis.call('ZREM', delayed, id)
+    redis.call('ZREM', leases, id)
+    if json == '' then
+      redis.call('HDEL', jobs, id)
+    else
+      redis.call('HSET', jobs, id, json)
+      if ARGV[base + 3] ~= '' then redis.call('ZADD', ready, ARGV[base + 3], id) end
+      if ARGV[base + 4] ~= '' then redis.call('ZADD', deadline, ARGV[base + 4], id) end
+      if ARGV[base + 5] ~= '' then redis.call('ZADD', delayed, ARGV[base + 5], id) end
+      if ARGV[base + 6] ~= '' then redis.call('ZADD', leases, ARGV[base + 6], id) end
+    end
+    results[#results + 1] = 1
+  else
+    results[#results + 1] = 0
+  end
+end
+return results
+"#;
+
+pub struct RedisQueue {
+    redis: Redis,
+    keys: [String; 5],
+    records: JobRecords,
+    writer: GroupCommit,
+    settings: Mutex<QueueSettings>,
+    claim: redis::Script,
+    cas: redis::Script,
+}
+
+impl std::fmt::Debug for RedisQueue {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("RedisQueue").finish_non_exhaustive()
+    }
+}
+
+/// A job written back: its version as read (0 = new) and its new state.
+struct Write {
+    expected_version: i64,
+    job: Job,
+}
+
+fn score(value: i64) -> String {
+    value.to_string()
+}
+
+impl RedisQueue {
+    /// The queue under `prefix` (e.g. `{admesh:queue}`), with the settings
+    /// saved in SQL (or `defaults`).
+    pub async fn open(
+        redis: Redis,
+        prefix: &str,
+        records: JobRecords,
+        defaults: QueueSettings,
+    ) -> anyhow::Result<Arc<Self>> {
+        let settings = records.load_settings().await?.unwrap_or(defaults);
+        let keys = ["jobs", "ready", "deadline", "delayed", "leases"]
+            .map(|name| format!("{prefix}:{name}"));
+        Ok(Arc::new(Self {
+            redis,
+            keys,
+            writer: GroupCommit::spawn(records.clone()),
+            records,
+            settings: Mutex::new(settings),
+            claim: redis::Script::new(CLAIM_SCRIPT),
+            cas: redis::Script::new(CAS_SCRIPT),
+        }))
+    }
+
+    fn jobs_key(&self) -> &str {
+        &self.keys[0]
+    }
+
+    /// Jobs by id from the hash (absent ids are left out).
+    async fn read_jobs(&self, ids: &[String]) -> StoreResult<HashMap<String, Job>> {
+        let mut found = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(1_000) {
+            let raw: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(self.jobs_key())
+                .arg(chunk)
+                .query_async(&mut self.redis.connection())
+                .await
+                .context("reading jobs from Redis")?;
+            for value in raw.into_iter().flatten() {
+                let job: Job =
+                    serde_json::from_str(&value).context("a job in Redis is unreadable")?;
+                found.insert(job.id.clone(), job);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn read_job(&self, id: &str) -> StoreResult<Option<Job>> {
+        Ok(self.read_jobs(&[id.to_string()]).await?.remove(id))
+    }
+
+    /// Writes each job if its version is still the one read; answers which
+    /// were written.
+    async fn compare_and_set(&self, writes: &[Write], now: i64) -> StoreResult<Vec<bool>> {
+        let mut written = Vec::with_capacity(writes.len());
+        for chunk in writes.chunks(500) {
+            let mut invocation = self.cas.prepare_invoke();
+            for key in &self.keys {
+                invocation.key(key);
+            }
+            invocation.arg(chunk.len());
+            for write in chunk {
+                let job = &write.job;
+                let [ready, deadline_score, delayed, lease] = index_scores(job, now);
+                let json = if job.status.is_active() {
+                    serde_json::to_string(job).context("encoding a job")?
+                } else {
+                    String::new()
+                };
+                invocation
+                    .arg(&job.id)
+                    .arg(write.expected_version.to_string())
+                    .arg(json)
+                    .arg(ready)
+                    .arg(deadline_score)
+                    .arg(delayed)
+                    .arg(lease);
+            }
+            let results: Vec<i64> = invocation
+                .invoke_async(&mut self.redis.connection())
+                .await
+                .context("writing jobs to Redis")?;
+            written.extend(results.into_iter().map(|result| result == 1));
+        }
+        Ok(written)
+    }
+
+    /// Applies the transitions that were written to the SQL mirror and the
+    /// audit trail (awaited).
+    async fn mirror(&self, transitions: Vec<Transition>) -> StoreResult<()> {
+        let mut batch = WriteBatch::default();
+        for (job, events) in transitions {
+            batch.jobs.push(job);
+            batch.events.extend(events);
+        }
+        self.writer.enqueue(batch).committed().await?;
+        Ok(())
+    }
+
+    /// Reads the job `lease` names, changes it with `change` while the lease
+    /// is held, and writes it back, retrying lost races. `None` when the
+    /// lease is not (or no longer) held.
+    async fn change_leased(
+        &self,
+        lease: &str,
+        change: impl Fn(Job, i64) -> Transition,
+    ) -> StoreResult<Option<Job>> {
+        let Some(id) = job_of_lease(lease) else {
+            return Ok(None);
+        };
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(job) = self.read_job(id).await? else {
+                return Ok(None);
+            };
+            if job.status != JobStatus::Processing || job.lease_id.as_deref() != Some(lease) {
+                return Ok(None);
+            }
+            let now = now_millis();
+            let expected_version = job.version;
+            let (changed, events) = change(job, now);
+            let write = Write {
+                expected_version,
+                job: changed.clone(),
+            };
+            if self.compare_and_set(&[write], now).await?[0] {
+                self.mirror(vec![(changed.clone(), events)]).await?;
+                return Ok(Some(changed));
+            }
+        }
+        Err(StoreError::Unavailable(anyhow::anyhow!(
+            "lease {lease}: too much contention"
+        )))
+    }
+
+    /// The status of the job `lease` names, wherever it is.
+    async fn status_of_lease(&self, lease: &str) -> StoreResult<Option<JobStatus>> {
+        let Some(id) = job_of_lease(lease) else {
+            return Ok(None);
+        };
+        if let Some(job) = self.read_job(id).await? {
+            return Ok(Some(job.status));
+        }
+        Ok(self.records.get(id).await?.map(|job| job.status))
+    }
+
+    /// Queued ids in dispatch order: starved, then by priority, then those
+    /// waiting out a backoff.
+    async fn ordered_ids(&self, now: i64) -> StoreResult<Vec<String>> {
+        let anti_starvation = self.settings().anti_starvation;
+        let (starved, ready, delayed): (Vec<String>, Vec<String>, Vec<String>) = redis::pipe()
+            .cmd("ZRANGEBYSCORE")
+            .arg(&self.keys[2])
+            .arg("-inf")
+            .arg(if anti_starvation {
+                format!("({now}")
+            } else {
+                "-inf".into()
+            })
+            .cmd("ZRANGE")
+            .arg(&self.keys[1])
+            .arg(0)
+            .arg(-1)
+            .cmd("ZRANGE")
+            .arg(&self.keys[3])
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.redis.connection())
+            .await
+            .context("reading the queue order")?;
+        let starved_set: std::collections::HashSet<&String> = starved.iter().collect();
+        let mut ids: Vec<String> = starved.clone();
+        ids.extend(ready.into_iter().filter(|id| !starved_set.contains(id)));
+        ids.extend(delayed);
+        Ok(ids)
+    }
+}
+
+/// The scores of `job` in (ready, deadline, delayed, leases); empty = not
+/// in that index.
+fn index_scores(job: &Job, now: i64) -> [String; 4] {
+    let none = String::new;
+    match job.status {
+        JobStatus::Queued => match job.not_before {
+            Some(due) if due > now => [none(), none(), score(due), none()],
+            _ => [
+                format!("{:.0}", priority_score(job.priority, job.queued_at)),
+                score(deadline(&job.queued_view())),
+                none(),
+                none(),
+            ],
+        },
+        JobStatus::Processing => [
+            none(),
+            none(),
+            none(),
+            score(job.lease_expires_at.unwrap_or(now)),
+        ],
+        _ => [none(), none(), none(), none()],
+    }
+}
+
+#[async_trait]
+impl QueueStore for RedisQueue {
+    fn records(&self) -> &JobRecords {
+        &self.records
+    }
+
+    fn settings(&self) -> QueueSettings {
+        *self.settings.lock()
+    }
+
+    async fn set_settings(&self, settings: QueueSettings) -> StoreResult<QueueSettings> {
+        self.records.save_settings(&settings, now_millis()).await?;
+        *self.settings.lock() = settings;
+        Ok(settings)
+    }
+
+    async fn submit(&self, jobs: Vec<Job>, cause: &str) -> StoreResult<Vec<JobView>> {
+        let now = now_millis();
+        let writes: Vec<Write> = jobs
+            .iter()
+            .map(|job| Write {
+                expected_version: 0,
+                job: job.clone(),
+            })
+            .collect();
+        let written = self.compare_and_set(&writes, now).await?;
+        if written.iter().any(|ok| !ok) {
+            return Err(StoreError::Unavailable(anyhow::anyhow!(
+                "a new job id was already taken"
+            )));
+        }
+        let transitions: Vec<Transition> = jobs
+            .iter()
+            .map(|job| (job.clone(), vec![transitions::submitted(job, cause, now)]))
+            .collect();
+        self.mirror(transitions).await?;
+        let order = self.ordered_ids(now_millis()).await?;
+        let positions: HashMap<&str, u64> = order
+            .iter()
+            .enumerate()
+            .map(|(index, id)| (id.as_str(), index as u64 + 1))
+            .collect();
+        Ok(jobs
+            .into_iter()
+            .map(|job| JobView {
+                position: positions.get(job.id.as_str()).copied(),
+                job,
+            })
+            .collect())
+    }
+
+    async fn get(&self, id: &str) -> StoreResult<Option<JobView>> {
+        if let Some(job) = self.read_job(id).await? {
+            let position = if job.status == JobStatus::Queued {
+                self.ordered_ids(now_millis())
+                    .await?
+                    .iter()
+                    .position(|candidate| candidate == id)
+                    .map(|index| index as u64 + 1)
+            } else {
+                None
+            };
+            return Ok(Some(JobView { job, position }));
+        }
+        Ok(self.records.get(id).await?.map(|job| JobView {
+            job,
+            position: None,
+        }))
+    }
+
+    async fn queued(
+        &self,
+        filter: &JobFilter,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<JobView>, u64)> {
+        let order = self.ordered_ids(now_millis()).await?;
+        let jobs = self.read_jobs(&order).await?;
+        let matching: Vec<JobView> = order
+            .iter()
+            .enumerate()
+            .filter_map(|(index, id)| {
+                let job = jobs.get(id)?;
+                let keep = job.status == JobStatus::Queued
+                    && filter
+                        .game_family
+                        .as_ref()
+                        .is_none_or(|family| &job.game_family == family)
+                    && filter
+                        .priority
+                        .is_none_or(|priority| job.priority == priority)
+                    && filter
+                        .queued_before
+                        .is_none_or(|before| job.queued_at < before);
+                keep.then(|| JobView {
+                    job: job.clone(),
+                    position: Some(index as u64 + 1),
+                })
+            })
+            .collect();
+        let total = matching.len() as u64;
+        let page = matching
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect();
+        Ok((page, total))
+    }
+
+    async fn snapshot(&self) -> StoreResult<QueueSnapshot> {
+        let raw: Vec<String> = redis::cmd("HVALS")
+            .arg(self.jobs_key())
+            .query_async(&mut self.redis.connection())
+            .await
+            .context("reading jobs from Redis")?;
+        let jobs: Vec<Job> = raw
+            .iter()
+            .filter_map(|value| serde_json::from_str(value).ok())
+            .collect();
+        Ok(snapshot_of(jobs.iter(), now_millis()))
+    }
+
+    async fn change_priority(
+        &self,
+        selector: &PrioritySelector,
+        new_priority: u8,
+        dry_run: bool,
+        cause: &str,
+    ) -> StoreResult<PriorityChangeOutcome> {
+        if let Some(id) = &selector.ad_id {
+            let status = match self.read_job(id).await? {
+                Some(job) => job.status,
+                None => match self.records.get(id).await? {
+                    Some(job) => job.status,
+                    None => return Err(StoreError::NotFound(format!("ad_id: no job {id}"))),
+                },
+            };
+            if status != JobStatus::Queued {
+                return Err(StoreError::FailedPrecondition(format!(
+                    "ad_id: job {id} is {}; only queued jobs change priority",
+                    status.as_str()
+                )));
+            }
+        }
+        let now = now_millis();
+        let order = self.ordered_ids(now).await?;
+        let jobs = self.read_jobs(&order).await?;
+        let mut outcome = PriorityChangeOutcome::default();
+        let mut writes = Vec::new();
+        let mut changed = Vec::new();
+        for id in &order {
+            let Some(job) = jobs.get(id) else { continue };
+            let matches = job.status == JobStatus::Queued
+                && selector.ad_id.as_ref().is_none_or(|wanted| wanted == id)
+                && selector
+                    .game_family
+                    .as_ref()
+                    .is_none_or(|family| job.game_family.eq_ignore_ascii_case(family))
+                && selector
+                    .queued_before
+                    .is_none_or(|before| job.queued_at < before);
+            if !matches {
+                continue;
+            }
+            outcome.matched += 1;
+            if job.priority == new_priority {
+                continue;
+            }
+            outcome.changed += 1;
+            if outcome.changes.len() < MAX_REPORTED_CHANGES {
+                outcome.changes.push(PriorityChange {
+                    ad_id: job.id.clone(),
+                    old_priority: job.priority,
+                    new_priority,
+                });
+            }
+            if !dry_run {
+                let transition = transitions::reprioritize(job.clone(), new_priority, cause, now);
+                writes.push(Write {
+                    expected_version: job.version,
+                    job: transition.0.clone(),
+                });
+                changed.push(transition);
+            }
+        }
+        if !writes.is_empty() {
+            let written = self.compare_and_set(&writes, now).await?;
+            let landed: Vec<Transition> = changed
+                .into_iter()
+                .zip(written)
+                .filter_map(|(transition, ok)| ok.then_some(transition))
+                .collect();
+            // A job leased meanwhile kept its priority; it is not counted.
+            let lost = writes.len() - landed.len();
+            outcome.changed -= lost as u64;
+            self.mirror(landed).await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn cancel(&self, id: &str, cause: &str) -> StoreResult<Job> {
+        for _ in 0..CAS_ATTEMPTS {
+            let status = match self.read_job(id).await? {
+                Some(job) if job.status == JobStatus::Queued => {
+                    let now = now_millis();
+                    let expected_version = job.version;
+                    let (cancelled, events) = transitions::cancel(job, cause, now);
+                    let write = Write {
+                        expected_version,
+                        job: cancelled.clone(),
+                    };
+                    if self.compare_and_set(&[write], now).await?[0] {
+                        self.mirror(vec![(cancelled.clone(), events)]).await?;
+                        return Ok(cancelled);
+                    }
+                    continue;
+                }
+                Some(job) => job.status,
+                None => match self.records.get(id).await? {
+                    Some(job) => job.status,
+                    None => return Err(StoreError::NotFound(format!("ad_id: no job {id}"))),
+                },
+            };
+            return Err(StoreError::FailedPrecondition(format!(
+                "ad_id: job {id} is {}; only queued jobs can be cancelled",
+                status.as_str()
+            )));
+        }
+        Err(StoreError::Unavailable(anyhow::anyhow!(
+            "job {id}: too much contention"
+        )))
+    }
+
+    async fn lease(&self, processor_id: &str, max: usize) -> StoreResult<Vec<Lease>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let settings = self.settings();
+        let now = now_millis();
+        let mut invocation = self.claim.prepare_invoke();
+        for key in &self.keys {
+            invocation.key(key);
+        }
+        let claimed: Vec<String> = invocation
+            .arg(now)
+            .arg(max)
+            .arg(if settings.anti_starvation { "1" } else { "0" })
+            .arg(now + CLAIM_GRACE_MS)
+            .invoke_async(&mut self.redis.connection())
+            .await
+            .context("claiming jobs")?;
+        let timeout = settings.lease_timeout_ms();
+        let mut writes = Vec::with_capacity(claimed.len() / 2);
+        let mut leased = Vec::with_capacity(claimed.len() / 2);
+        for pair in claimed.chunks(2) {
+            let [_, raw] = pair else { continue };
+            let job: Job = serde_json::from_str(raw).context("a job in Redis is unreadable")?;
+            let expected_version = job.version;
+            let transition = transitions::lease(job, processor_id, timeout, now);
+            writes.push(Write {
+                expected_version,
+                job: transition.0.clone(),
+            });
+            leased.push(transition);
+        }
+        let written = self.compare_and_set(&writes, now).await?;
+        let landed: Vec<Transition> = leased
+            .into_iter()
+            .zip(written)
+            .filter_map(|(transition, ok)| ok.then_some(transition))
+            .collect();
+        let leases = landed
+            .iter()
+            .map(|(job, _)| Lease {
+                lease_id: job.lease_id.clone().unwrap_or_default(),
+                expires_at: now + timeout,
+                job: job.clone(),
+            })
+            .collect();
+        self.mirror(landed).await?;
+        Ok(leases)
+    }
+
+    async fn report_progress(
+        &self,
+        lease: &str,
+        progress: u32,
+        message: &str,
+    ) -> StoreResult<LeaseAnswer> {
+        let timeout = self.settings().lease_timeout_ms();
+        let changed = self
+            .change_leased(lease, |job, now| {
+                transitions::progress(job, progress, message, timeout, now)
+            })
+            .await?;
+        match changed {
+            Some(job) => Ok(LeaseAnswer {
+                accepted: true,
+                status: Some(JobStatus::Processing),
+                expires_at: job.lease_expires_at,
+            }),
+            None => Ok(LeaseAnswer::rejected(self.status_of_lease(lease).await?)),
+        }
+    }
+
+    async fn heartbeat(&self, lease_ids: &[String]) -> StoreResult<Vec<String>> {
+        let timeout = self.settings().lease_timeout_ms();
+        let ids: Vec<String> = lease_ids
+            .iter()
+            .filter_map(|lease| job_of_lease(lease).map(str::to_string))
+            .collect();
+        let jobs = self.read_jobs(&ids).await?;
+        let now = now_millis();
+        let mut lost = Vec::new();
+        let mut writes = Vec::new();
+        let mut held = Vec::new();
+        for lease in lease_ids {
+            let job = job_of_lease(lease)
+                .and_then(|id| jobs.get(id))
+                .filter(|job| {
+                    job.status == JobStatus::Processing && job.lease_id.as_deref() == Some(lease)
+                });
+            match job {
+                Some(job) => {
+                    writes.push(Write {
+                        expected_version: job.version,
+                        job: transitions::extend(job.clone(), timeout, now),
+                    });
+                    held.push(lease.clone());
+                }
+                None => lost.push(lease.clone()),
+            }
+        }
+        let written = self.compare_and_set(&writes, now).await?;
+        let mut mirrored = Vec::new();
+        for ((write, lease), ok) in writes.into_iter().zip(held).zip(written) {
+            if ok {
+                mirrored.push((write.job, Vec::new()));
+            } else if self
+                .change_leased(&lease, |job, now| {
+                    (transitions::extend(job, timeout, now), Vec::new())
+                })
+                .await?
+                .is_none()
+            {
+                lost.push(lease);
+            }
+        }
+        self.mirror(mirrored).await?;
+        Ok(lost)
+    }
+
+    async fn complete(
+        &self,
+        completions: Vec<(String, Analysis)>,
+    ) -> StoreResult<Vec<LeaseAnswer>> {
+        let ids: Vec<String> = completions
+            .iter()
+            .filter_map(|(lease, _)| job_of_lease(lease).map(str::to_string))
+            .collect();
+        let jobs = self.read_jobs(&ids).await?;
+        let now = now_millis();
+        let mut writes = Vec::new();
+        let mut transitions_done = Vec::new();
+        let mut slots = Vec::with_capacity(completions.len());
+        for (lease, analysis) in &completions {
+            let job = job_of_lease(lease)
+                .and_then(|id| jobs.get(id))
+                .filter(|job| {
+                    job.status == JobStatus::Processing
+                        && job.lease_id.as_deref() == Some(lease.as_str())
+                });
+            match job {
+                Some(job) => {
+                    let transition = transitions::complete(job.clone(), analysis.clone(), now);
+                    writes.push(Write {
+                        expected_version: job.version,
+                        job: transition.0.clone(),
+                    });
+                    transitions_done.push(transition);
+                    slots.push(Some(writes.len() - 1));
+                }
+                None => slots.push(None),
+            }
+        }
+        let written = self.compare_and_set(&writes, now).await?;
+        let mut landed = Vec::new();
+        let mut accepted = vec![false; writes.len()];
+        for (index, (transition, ok)) in transitions_done.into_iter().zip(&written).enumerate() {
+            if *ok {
+                accepted[index] = true;
+                landed.push(transition);
+            }
+        }
+        self.mirror(landed).await?;
+        let mut answers = Vec::with_capacity(completions.len());
+        for ((lease, _), slot) in completions.iter().zip(slots) {
+            let answer = match slot {
+                Some(index) if accepted[index] => LeaseAnswer {
+                    accepted: true,
+                    status: Some(JobStatus::Completed),
+                    expires_at: None,
+                },
+                _ => LeaseAnswer::rejected(self.status_of_lease(lease).await?),
+            };
+            answers.push(answer);
+        }
+        Ok(answers)
+    }
+
+    async fn fail(&self, lease: &str, error: &str, retryable: bool) -> StoreResult<LeaseAnswer> {
+        let settings = self.settings();
+        let changed = self
+            .change_leased(lease, |job, now| {
+                let delay = random_retry_delay_ms(job.attempt);
+                transitions::fail(
+                    job,
+                    Failure::Reported { error, retryable },
+                    settings.max_attempts,
+                    settings.lease_timeout_secs,
+                    delay,
+                    now,
+                )
+            })
+            .await?;
+        match changed {
+            Some(job) => Ok(LeaseAnswer {
+                accepted: true,
+                status: Some(job.status),
+                expires_at: None,
+            }),
+            None => Ok(LeaseAnswer::rejected(self.status_of_lease(lease).await?)),
+        }
+    }
+
+    async fn expire_leases(&self) -> StoreResult<Vec<ExpiredLease>> {
+        // Settings changed by another replica arrive here, once a sweep.
+        if let Ok(Some(settings)) = self.records.load_settings().await {
+            *self.settings.lock() = settings;
+        }
+        let settings = self.settings();
+        let now = now_millis();
+        let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&self.keys[4])
+            .arg("-inf")
+            .arg(now)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(1_000)
+            .query_async(&mut self.redis.connection())
+            .await
+            .context("reading expired leases")?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let jobs = self.read_jobs(&due).await?;
+        let mut expired = Vec::new();
+        let mut writes = Vec::new();
+        let mut changed = Vec::new();
+        for id in &due {
+            let Some(job) = jobs.get(id) else { continue };
+            let expected_version = job.version;
+            let transition = match job.status {
+                JobStatus::Processing if job.lease_expires_at.is_some_and(|at| at <= now) => {
+                    expired.push(ExpiredLease {
+                        lease_id: job.lease_id.clone().unwrap_or_default(),
+                        processor_id: job.processor_id.clone().unwrap_or_default(),
+                    });
+                    transitions::fail(
+                        job.clone(),
+                        Failure::LeaseExpired,
+                        settings.max_attempts,
+                        settings.lease_timeout_secs,
+                        0,
+                        now,
+                    )
+                }
+                // Claimed by a replica that died before writing the lease.
+                JobStatus::Queued => {
+                    let mut back = job.clone();
+                    back.touch(now);
+                    (back, Vec::new())
+                }
+                _ => continue,
+            };
+            writes.push(Write {
+                expected_version,
+                job: transition.0.clone(),
+            });
+            changed.push(transition);
+        }
+        let written = self.compare_and_set(&writes, now).await?;
+        let landed: Vec<Transition> = changed
+            .into_iter()
+            .zip(written)
+            .filter_map(|(transition, ok)| ok.then_some(transition))
+            .collect();
+        self.mirror(landed).await?;
+        Ok(expired)
+    }
+
+    async fn requeue_dead(&self, ids: Option<Vec<String>>, cause: &str) -> StoreResult<u64> {
+        let ids = match ids {
+            Some(ids) => ids,
+            None => self.records.dead_ids().await?,
+        };
+        let jobs = self.records.get_many(&ids).await?;
+        if let Some(missing) = ids.iter().find(|id| !jobs.iter().any(|job| &job.id == *id)) {
+            return Err(StoreError::NotFound(format!("ad_ids: no job {missing}")));
+        }
+        let now = now_millis();
+        let mut writes = Vec::new();
+        let mut changed = Vec::new();
+        for job in jobs.into_iter().filter(|job| job.status == JobStatus::Dead) {
+            let transition = transitions::requeue_dead(job, cause, now);
+            writes.push(Write {
+                expected_version: 0,
+                job: transition.0.clone(),
+            });
+            changed.push(transition);
+        }
+        let written = self.compare_and_set(&writes, now).await?;
+        let landed: Vec<Transition> = changed
+            .into_iter()
+            .zip(written)
+            .filter_map(|(transition, ok)| ok.then_some(transition))
+            .collect();
+        let requeued = landed.len() as u64;
+        self.mirror(landed).await?;
+        Ok(requeued)
+    }
+
+    async fn flush(&self) {
+        let _ = self.writer.barrier().committed().await;
+    }
+}

@@ -55,9 +55,9 @@ pub async fn up(mut config: MeshConfig, seed_demo: bool) -> anyhow::Result<ExitC
     for (service, (_, listener)) in listeners {
         services.spawn(crate::mesh::serve(service, context.clone(), listener));
     }
-    // The processor pool works the embedded queue over loopback gRPC, like
-    // any other processor (the cluster profile runs `ad-processor` pods).
-    if context.redis.is_none() {
+    // The processor pool works the queue over loopback gRPC, like any other
+    // processor (in Kubernetes, `ad-processor` pods do).
+    {
         let queue_url = dial_url(address_of_queue);
         for index in 0..context.config.queue.embedded_processors {
             let options = admesh_queue_service::processor::ProcessorOptions {

@@ -182,6 +182,7 @@ async fn run_queue_service(args: &Args, seed: u64) -> anyhow::Result<Round> {
     let mut config = MeshConfig::default();
     config.queue.worker_count = args.in_flight;
     config.queue.batch_size = args.in_flight;
+    config.redis.queue_prefix = format!("{{admesh:queue-bench:{}:{seed}}}", std::process::id());
     let shutdown = CancellationToken::new();
     let context = ServiceContext {
         config: Arc::new(config),

@@ -6,13 +6,9 @@ mod support;
 
 use std::time::Duration;
 
-use admesh_common::{
-    Database,
-    events::{EventStream, SqlEventStream},
-};
+use admesh_common::Database;
 use admesh_proto::{
     adserver::v1::{self as ad, NoFillReason, ad_server_client::AdServerClient},
-    analytics::v1::EventType,
     bid::v1::{self as bid, bid_engine_client::BidEngineClient},
 };
 use support::{Mesh, channel, placement_campaign, serve_request};
@@ -132,43 +128,44 @@ async fn fills_carry_a_signed_click_url_and_clicks_count_once() {
     }
     assert_eq!(counted, 1);
 
-    // Every fill and every counted click is in the event stream, once.
+    // Every fill and every counted click was published once: the analytics
+    // consumer logs each event it counts (the stream itself is drained).
     let database = Database::connect_lazy(&mesh.database_url, 1).expect("database");
-    let stream = SqlEventStream::new(database);
-    let entries = stream
-        .read("test", 10_000, Duration::from_millis(0))
-        .await
-        .expect("read the event stream");
-    let ours: Vec<_> = entries
+    type Logged = (String, String, String, String, String, i64, i64, String);
+    let ours: Vec<Logged> = support::eventually("the events are counted", Duration::from_secs(30), || {
+        let database = database.clone();
+        let campaign_id = campaign.id.clone();
+        async move {
+            let rows: Vec<Logged> = admesh_common::on_pool!(&database, pool =>
+                sqlx::query_as(
+                    "SELECT event_id, event_type, ad_id, placement_id, impression_id, bid_price, spend, \
+                     country_code FROM events_log WHERE campaign_id = $1",
+                )
+                .bind(campaign_id)
+                .fetch_all(pool)
+                .await)
+            .ok()?;
+            (rows.len() >= 5).then_some(rows)
+        }
+    })
+    .await;
+    let impressions: Vec<&Logged> = ours
         .iter()
-        .filter(|entry| entry.event.campaign_id == campaign.id)
-        .map(|entry| &entry.event)
+        .filter(|event| event.1 == "impression")
         .collect();
-    let impressions: Vec<_> = ours
-        .iter()
-        .filter(|event| event.event_type == EventType::Impression as i32)
-        .collect();
-    let clicks: Vec<_> = ours
-        .iter()
-        .filter(|event| event.event_type == EventType::Click as i32)
-        .collect();
+    let clicks: Vec<&Logged> = ours.iter().filter(|event| event.1 == "click").collect();
     assert_eq!(impressions.len(), 3, "{ours:?}");
     assert_eq!(clicks.len(), 2, "{ours:?}");
     let first_impression = impressions
         .iter()
-        .find(|event| event.impression_id == fill.impression_id)
+        .find(|event| event.4 == fill.impression_id)
         .expect("the first fill's impression event");
-    assert_eq!(first_impression.ad_id, fill.ad_id);
-    assert_eq!(first_impression.placement_id, "click-test");
-    assert_eq!(first_impression.country_code, "NZ");
-    assert_eq!(first_impression.bid_price, 1);
-    assert_eq!(first_impression.spend, 1);
-    assert!(
-        clicks
-            .iter()
-            .any(|event| event.impression_id == fill.impression_id)
-    );
-    let mut ids: Vec<_> = ours.iter().map(|event| event.event_id.clone()).collect();
+    assert_eq!(first_impression.2, fill.ad_id);
+    assert_eq!(first_impression.3, "click-test");
+    assert_eq!(first_impression.7, "NZ");
+    assert_eq!((first_impression.5, first_impression.6), (1, 1));
+    assert!(clicks.iter().any(|event| event.4 == fill.impression_id));
+    let mut ids: Vec<_> = ours.iter().map(|event| event.0.clone()).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), ours.len(), "event ids are unique");

@@ -65,6 +65,29 @@ pub struct MeshConfig {
     pub analytics: AnalyticsConfig,
     pub agent: AgentConfig,
     pub edge: EdgeConfig,
+    pub processor: ProcessorConfig,
+}
+
+/// The ad-processor (`ad-processor`, `admesh processor`): its flags read
+/// these as `ADMESH_PROCESSOR__*` variables.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessorConfig {
+    pub queue_url: String,
+    pub id: Option<String>,
+    pub capacity: u32,
+    pub work_ms: u64,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self {
+            queue_url: "http://127.0.0.1:50053".into(),
+            id: None,
+            capacity: 16,
+            work_ms: 0,
+        }
+    }
 }
 
 /// SQL storage. The URL scheme picks the profile's database:

@@ -43,6 +43,18 @@ impl Dependency {
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 const STARTUP_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 
+/// A probe that does not answer in this time counts as down: a cut
+/// connection can leave a request waiting for ever.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn within_probe_timeout(
+    probe: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    tokio::time::timeout(PROBE_TIMEOUT, probe)
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {PROBE_TIMEOUT:?}")))
+}
+
 /// Probes `dependencies` until `shutdown`, keeping the overall status and
 /// `grpc_service_name`'s status in `reporter` current.
 pub async fn track_readiness(
@@ -63,7 +75,8 @@ pub async fn track_readiness(
                     migrated = result.is_ok();
                     result
                 }
-                Dependency::Sql(database) => database.ping().await,
+                Dependency::Sql(database) => within_probe_timeout(database.ping()).await,
+                // Bounded by itself (and replaces a dead connection).
                 Dependency::Redis(redis) => redis.ping().await,
                 Dependency::Ready { check, .. } => {
                     if check() {

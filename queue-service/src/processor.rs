@@ -47,19 +47,19 @@ pub struct ProcessorArgs {
     /// The queue-service to work for.
     #[arg(
         long,
-        env = "ADMESH_QUEUE_URL",
+        env = "ADMESH_PROCESSOR__QUEUE_URL",
         default_value = "http://127.0.0.1:50053"
     )]
     pub queue_url: String,
     /// This processor's name in leases and the audit trail (default: host-pid).
-    #[arg(long, env = "ADMESH_PROCESSOR_ID")]
+    #[arg(long, env = "ADMESH_PROCESSOR__ID")]
     pub processor_id: Option<String>,
     /// Most jobs held at once; the queue's worker count may set fewer.
-    #[arg(long, env = "ADMESH_PROCESSOR_CAPACITY", default_value_t = 16,
+    #[arg(long, env = "ADMESH_PROCESSOR__CAPACITY", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub capacity: u32,
     /// Extra milliseconds each job takes, with progress reports (demos, tests).
-    #[arg(long, env = "ADMESH_PROCESSOR_WORK_MS", default_value_t = 0)]
+    #[arg(long, env = "ADMESH_PROCESSOR__WORK_MS", default_value_t = 0)]
     pub work_ms: u64,
 }
 

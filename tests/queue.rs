@@ -425,6 +425,17 @@ async fn dispatch_follows_priority_then_fifo(queue: Queue) {
         .map(|title| by_title[title].to_string())
         .collect();
     assert_eq!(peek(&queue, 10).await, expected);
+    for job in &jobs {
+        let place = expected
+            .iter()
+            .position(|id| *id == job.ad_id)
+            .expect("submitted");
+        assert_eq!(
+            job.position,
+            Some(place as u64 + 1),
+            "position at submission"
+        );
+    }
     for (position, id) in expected.iter().enumerate() {
         assert_eq!(get(&queue, id).await.position, Some(position as u64 + 1));
     }
@@ -552,6 +563,12 @@ async fn anti_starvation_can_be_switched_off(queue: Queue) {
         peek(&queue, 2).await,
         [low.ad_id.clone(), high.ad_id.clone()]
     );
+    // A newcomer queues behind the starved job and its own priority.
+    let later = submit(&queue, vec![ad("later", "Strategy", 5)])
+        .await
+        .remove(0);
+    assert_eq!(later.position, Some(3));
+    assert_eq!(get(&queue, &later.ad_id).await.position, Some(3));
     let config = configure(
         &queue,
         pb::UpdateQueueConfigRequest {
@@ -561,7 +578,7 @@ async fn anti_starvation_can_be_switched_off(queue: Queue) {
     )
     .await;
     assert!(!config.anti_starvation_enabled);
-    assert_eq!(peek(&queue, 2).await, [high.ad_id, low.ad_id]);
+    assert_eq!(peek(&queue, 3).await, [high.ad_id, later.ad_id, low.ad_id]);
 }
 
 async fn failures_retry_with_backoff_then_dead_letter_then_requeue(queue: Queue) {

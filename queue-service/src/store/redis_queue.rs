@@ -282,6 +282,62 @@ impl RedisQueue {
         Ok(self.records.get(id).await?.map(|job| job.status))
     }
 
+    /// Positions of freshly queued (so not starved, not delayed) jobs from
+    /// counts, without reading the whole order: the starved jobs, plus the
+    /// jobs ahead in the priority index that are not starved.
+    async fn positions_of_new(&self, jobs: &[Job], now: i64) -> StoreResult<Vec<Option<u64>>> {
+        let anti_starvation = self.settings().anti_starvation;
+        let starved: Vec<String> = if anti_starvation {
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(&self.keys[2])
+                .arg("-inf")
+                .arg(format!("({now}"))
+                .query_async(&mut self.redis.connection())
+                .await
+                .context("counting starved jobs")?
+        } else {
+            Vec::new()
+        };
+        let mut pipe = redis::pipe();
+        if !starved.is_empty() {
+            pipe.cmd("ZMSCORE").arg(&self.keys[1]).arg(&starved);
+        }
+        for job in jobs {
+            pipe.cmd("ZRANK").arg(&self.keys[1]).arg(&job.id);
+        }
+        let mut replies: Vec<redis::Value> = pipe
+            .query_async(&mut self.redis.connection())
+            .await
+            .context("reading queue positions")?;
+        let starved_in_index: Vec<(f64, &String)> = if starved.is_empty() {
+            Vec::new()
+        } else {
+            let scores: Vec<Option<f64>> =
+                redis::from_redis_value(&replies.remove(0)).context("starved scores")?;
+            scores
+                .into_iter()
+                .zip(&starved)
+                .filter_map(|(score, id)| Some((score?, id)))
+                .collect()
+        };
+        jobs.iter()
+            .zip(replies)
+            .map(|(job, reply)| {
+                let rank: Option<u64> = redis::from_redis_value(&reply).context("a queue rank")?;
+                let Some(rank) = rank else { return Ok(None) };
+                let score = priority_score(job.priority, job.queued_at);
+                // Starved jobs the rank counted ahead (ties go by member).
+                let ahead_and_starved = starved_in_index
+                    .iter()
+                    .filter(|(other, id)| {
+                        *other < score || (*other == score && id.as_str() < job.id.as_str())
+                    })
+                    .count() as u64;
+                Ok(Some(starved.len() as u64 + rank - ahead_and_starved + 1))
+            })
+            .collect()
+    }
+
     /// Queued ids in dispatch order: starved, then by priority, then those
     /// waiting out a backoff.
     async fn ordered_ids(&self, now: i64) -> StoreResult<Vec<String>> {
@@ -374,18 +430,11 @@ impl QueueStore for RedisQueue {
             .map(|job| (job.clone(), vec![transitions::submitted(job, cause, now)]))
             .collect();
         self.mirror(transitions).await?;
-        let order = self.ordered_ids(now_millis()).await?;
-        let positions: HashMap<&str, u64> = order
-            .iter()
-            .enumerate()
-            .map(|(index, id)| (id.as_str(), index as u64 + 1))
-            .collect();
+        let positions = self.positions_of_new(&jobs, now_millis()).await?;
         Ok(jobs
             .into_iter()
-            .map(|job| JobView {
-                position: positions.get(job.id.as_str()).copied(),
-                job,
-            })
+            .zip(positions)
+            .map(|(job, position)| JobView { job, position })
             .collect())
     }
 

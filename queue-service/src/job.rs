@@ -178,15 +178,17 @@ impl Job {
     }
 }
 
-/// The id of attempt `attempt` of `job_id`'s lease: unique per attempt, and
-/// it names the job, so a late or repeated answer finds the job it was for.
+/// The id of a lease on attempt `attempt` of `job_id`: it names the job,
+/// so a late or repeated answer finds the job it was for, and it carries a
+/// random part, so a lease handed out but lost in a crash (leases are
+/// written behind) cannot be mistaken for the next one of the same attempt.
 pub fn lease_id(job_id: &str, attempt: u32) -> String {
-    format!("{job_id}.{attempt}")
+    format!("{job_id}.{attempt}.{:08x}", rand::random::<u32>())
 }
 
-/// The job a lease id names.
+/// The job a lease id names (job ids are UUIDs: no dots).
 pub fn job_of_lease(lease_id: &str) -> Option<&str> {
-    lease_id.rsplit_once('.').map(|(job, _)| job)
+    lease_id.split_once('.').map(|(job, _)| job)
 }
 
 /// A submitted ad that passed every check.
@@ -378,7 +380,9 @@ mod tests {
     #[test]
     fn lease_ids_name_their_job() {
         let lease = lease_id("0190-abc", 3);
+        assert!(lease.starts_with("0190-abc.3."));
         assert_eq!(job_of_lease(&lease), Some("0190-abc"));
+        assert_ne!(lease, lease_id("0190-abc", 3), "unique per lease");
         assert_eq!(job_of_lease("nodot"), None);
     }
 }

@@ -227,12 +227,10 @@ impl RedisQueue {
     /// Applies the transitions that were written to the SQL mirror and the
     /// audit trail (awaited).
     async fn mirror(&self, transitions: Vec<Transition>) -> StoreResult<()> {
-        let mut batch = WriteBatch::default();
-        for (job, events) in transitions {
-            batch.jobs.push(job);
-            batch.events.extend(events);
-        }
-        self.writer.enqueue(batch).committed().await?;
+        self.writer
+            .enqueue(batch_of(transitions))
+            .committed()
+            .await?;
         Ok(())
     }
 
@@ -368,6 +366,15 @@ impl RedisQueue {
         ids.extend(delayed);
         Ok(ids)
     }
+}
+
+fn batch_of(transitions: Vec<Transition>) -> WriteBatch {
+    let mut batch = WriteBatch::default();
+    for (job, events) in transitions {
+        batch.jobs.push(job);
+        batch.events.extend(events);
+    }
+    batch
 }
 
 /// The scores of `job` in (ready, deadline, delayed, leases); empty = not
@@ -666,7 +673,9 @@ impl QueueStore for RedisQueue {
                 job: job.clone(),
             })
             .collect();
-        self.mirror(landed).await?;
+        // Written behind to PostgreSQL (Redis holds the lease): merged with
+        // the completion that usually follows.
+        drop(self.writer.enqueue(batch_of(landed)));
         Ok(leases)
     }
 

@@ -1,8 +1,9 @@
 //! The embedded profile's queue: queued and processing jobs in memory,
 //! indexed for dispatch order, and every change committed to SQLite (group
-//! commit) before the call answers. At start the active jobs are reloaded,
-//! leases included, so a restart loses nothing and a processor that outlives
-//! the restart can still finish its jobs.
+//! commit) before the call answers — except leases, written behind (see
+//! [`QueueStore::lease`]). At start the active jobs are reloaded, leases
+//! included, so a restart loses no job, and a processor that outlives the
+//! restart can still finish the jobs whose leases were written.
 
 use std::{
     cmp::Reverse,

@@ -1,8 +1,8 @@
 //! Where the queue lives. One trait, [`QueueStore`], and its two
 //! implementations side by side:
 //!
-//! - [`EmbeddedQueue`]: the queue in process memory, every change committed
-//!   to SQLite before it is answered (group commit), reloaded at start;
+//! - [`EmbeddedQueue`]: the queue in process memory, changes committed to
+//!   SQLite before they are answered (group commit), reloaded at start;
 //! - [`RedisQueue`]: active jobs and the dispatch indexes in Redis (shared
 //!   by every replica; claims and compare-and-set writes in Lua), job rows
 //!   and the audit trail in PostgreSQL.
@@ -181,7 +181,9 @@ impl From<StoreError> for tonic::Status {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The queue's state and its transitions (SPEC §4). Every change is
-/// durable and in the audit trail before the call returns.
+/// durable and in the audit trail before the call returns, except a lease:
+/// it is written behind, since losing one in a crash loses no job (the job
+/// is queued again and the lost lease's answers are refused).
 #[async_trait]
 pub trait QueueStore: Send + Sync + 'static {
     /// The SQL side: job rows of finished jobs, audit trail, settings.
@@ -221,7 +223,8 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Cancels a queued job (it ends FAILED).
     async fn cancel(&self, id: &str, cause: &str) -> StoreResult<Job>;
 
-    /// Leases up to `max` jobs in dispatch order to `processor_id`.
+    /// Leases up to `max` jobs in dispatch order to `processor_id` (the
+    /// lease reaches SQL behind the answer, with what follows it).
     async fn lease(&self, processor_id: &str, max: usize) -> StoreResult<Vec<Lease>>;
 
     /// Records progress and extends the lease.

@@ -66,6 +66,46 @@ macro_rules! bind_totals {
     }};
 }
 
+/// Adds per-campaign totals to `$table`, keyed by campaign and `$period`
+/// (its day or hour column), on `$tx`.
+macro_rules! upsert_campaign_totals {
+    ($database:expr, $tx:expr, $table:literal, $period:literal, $totals:expr) => {{
+        let rows: Vec<_> = $totals.iter().collect();
+        for chunk in statement_chunks(&rows) {
+            let sql = format!(
+                concat!(
+                    "INSERT INTO ",
+                    $table,
+                    " (campaign_id, ",
+                    $period,
+                    ", impressions, clicks, spend) \
+                     VALUES {} ON CONFLICT (campaign_id, ",
+                    $period,
+                    ") DO UPDATE SET \
+                     impressions = ",
+                    $table,
+                    ".impressions + excluded.impressions, \
+                     clicks = ",
+                    $table,
+                    ".clicks + excluded.clicks, \
+                     spend = ",
+                    $table,
+                    ".spend + excluded.spend"
+                ),
+                $database.values_placeholders(chunk.len(), 5)
+            );
+            let mut query = sqlx::query(&sql);
+            for ((campaign, period), totals) in chunk {
+                query = bind_totals!(query.bind(campaign.clone()).bind(*period), totals);
+            }
+            query
+                .execute(&mut *$tx)
+                .await
+                .context(concat!("upsert ", $table))?;
+        }
+    }};
+}
+
 /// Inserts log rows `(entry, attributed)` on `$tx`; evaluates to the ids
 /// that were new (a duplicate id inserts nothing).
 macro_rules! insert_log {
@@ -203,38 +243,8 @@ impl AnalyticsStore {
             }
 
             let deltas = aggregate(&counted);
-            let daily: Vec<_> = deltas.campaign_daily.iter().collect();
-            for chunk in statement_chunks(&daily) {
-                let sql = format!(
-                    "INSERT INTO campaign_metrics_daily (campaign_id, day, impressions, clicks, spend) \
-                     VALUES {} ON CONFLICT (campaign_id, day) DO UPDATE SET \
-                     impressions = campaign_metrics_daily.impressions + excluded.impressions, \
-                     clicks = campaign_metrics_daily.clicks + excluded.clicks, \
-                     spend = campaign_metrics_daily.spend + excluded.spend",
-                    database.values_placeholders(chunk.len(), 5)
-                );
-                let mut query = sqlx::query(&sql);
-                for ((campaign, day), totals) in chunk {
-                    query = bind_totals!(query.bind(campaign.clone()).bind(*day), totals);
-                }
-                query.execute(&mut *tx).await.context("daily aggregates")?;
-            }
-            let hourly: Vec<_> = deltas.campaign_hourly.iter().collect();
-            for chunk in statement_chunks(&hourly) {
-                let sql = format!(
-                    "INSERT INTO campaign_metrics_hourly (campaign_id, hour, impressions, clicks, spend) \
-                     VALUES {} ON CONFLICT (campaign_id, hour) DO UPDATE SET \
-                     impressions = campaign_metrics_hourly.impressions + excluded.impressions, \
-                     clicks = campaign_metrics_hourly.clicks + excluded.clicks, \
-                     spend = campaign_metrics_hourly.spend + excluded.spend",
-                    database.values_placeholders(chunk.len(), 5)
-                );
-                let mut query = sqlx::query(&sql);
-                for ((campaign, hour), totals) in chunk {
-                    query = bind_totals!(query.bind(campaign.clone()).bind(*hour), totals);
-                }
-                query.execute(&mut *tx).await.context("hourly aggregates")?;
-            }
+            upsert_campaign_totals!(database, tx, "campaign_metrics_daily", "day", &deltas.campaign_daily);
+            upsert_campaign_totals!(database, tx, "campaign_metrics_hourly", "hour", &deltas.campaign_hourly);
             let ads: Vec<_> = deltas.ad_hourly.iter().collect();
             for chunk in statement_chunks(&ads) {
                 let sql = format!(

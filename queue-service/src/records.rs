@@ -103,6 +103,23 @@ pub struct JobFilter {
     pub queued_before: Option<i64>,
 }
 
+impl JobFilter {
+    /// A queued job the filters (other than status) match.
+    pub fn matches_queued(&self, job: &Job) -> bool {
+        job.status == JobStatus::Queued
+            && self
+                .game_family
+                .as_ref()
+                .is_none_or(|family| &job.game_family == family)
+            && self
+                .priority
+                .is_none_or(|priority| job.priority == priority)
+            && self
+                .queued_before
+                .is_none_or(|before| job.queued_at < before)
+    }
+}
+
 /// Counts of one (game family, status) group.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FamilyStatusCount {

@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::{
-    ExpiredLease, JobView, Lease, LeaseAnswer, MAX_REPORTED_CHANGES, PriorityChange,
-    PriorityChangeOutcome, PrioritySelector, QueueSnapshot, QueueStore, StoreError, StoreResult,
+    ExpiredLease, JobView, Lease, LeaseAnswer, PriorityChangeOutcome, PrioritySelector,
+    QueueSnapshot, QueueStore, StoreError, StoreResult, page_of_queued,
     writer::{GroupCommit, Pending},
 };
 use crate::{
@@ -340,35 +340,12 @@ impl QueueStore for EmbeddedQueue {
     ) -> StoreResult<(Vec<JobView>, u64)> {
         let now = now_millis();
         let state = self.state.lock();
-        let matching: Vec<(u64, &Job)> = state
+        let ordered = state
             .ordered_ids(now)
             .into_iter()
             .enumerate()
-            .filter_map(|(index, id)| Some((index as u64 + 1, state.jobs.get(id)?)))
-            .filter(|(_, job)| {
-                filter
-                    .game_family
-                    .as_ref()
-                    .is_none_or(|family| &job.game_family == family)
-                    && filter
-                        .priority
-                        .is_none_or(|priority| job.priority == priority)
-                    && filter
-                        .queued_before
-                        .is_none_or(|before| job.queued_at < before)
-            })
-            .collect();
-        let total = matching.len() as u64;
-        let page = matching
-            .into_iter()
-            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-            .take(usize::try_from(limit).unwrap_or(usize::MAX))
-            .map(|(position, job)| JobView {
-                job: job.clone(),
-                position: Some(position),
-            })
-            .collect();
-        Ok((page, total))
+            .filter_map(|(index, id)| Some((index as u64 + 1, state.jobs.get(id)?)));
+        Ok(page_of_queued(ordered, filter, offset, limit))
     }
 
     async fn snapshot(&self) -> StoreResult<QueueSnapshot> {
@@ -406,31 +383,8 @@ impl QueueStore for EmbeddedQueue {
                 let Some(job) = state.jobs.get(&id) else {
                     continue;
                 };
-                let matches = selector
-                    .ad_id
-                    .as_ref()
-                    .is_none_or(|wanted| *wanted == job.id)
-                    && selector
-                        .game_family
-                        .as_ref()
-                        .is_none_or(|family| job.game_family.eq_ignore_ascii_case(family))
-                    && selector
-                        .queued_before
-                        .is_none_or(|before| job.queued_at < before);
-                if !matches {
+                if !selector.matches(job) || !outcome.record(job, new_priority) {
                     continue;
-                }
-                outcome.matched += 1;
-                if job.priority == new_priority {
-                    continue;
-                }
-                outcome.changed += 1;
-                if outcome.changes.len() < MAX_REPORTED_CHANGES {
-                    outcome.changes.push(PriorityChange {
-                        ad_id: job.id.clone(),
-                        old_priority: job.priority,
-                        new_priority,
-                    });
                 }
                 if dry_run {
                     continue;

@@ -80,6 +80,21 @@ pub struct PrioritySelector {
     pub queued_before: Option<i64>,
 }
 
+impl PrioritySelector {
+    /// A queued job every given filter matches.
+    pub fn matches(&self, job: &Job) -> bool {
+        job.status == JobStatus::Queued
+            && self.ad_id.as_ref().is_none_or(|wanted| *wanted == job.id)
+            && self
+                .game_family
+                .as_ref()
+                .is_none_or(|family| job.game_family.eq_ignore_ascii_case(family))
+            && self
+                .queued_before
+                .is_none_or(|before| job.queued_at < before)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PriorityChange {
     pub ad_id: String,
@@ -93,6 +108,50 @@ pub struct PriorityChangeOutcome {
     pub changed: u64,
     /// In dispatch order before the change, up to [`MAX_REPORTED_CHANGES`].
     pub changes: Vec<PriorityChange>,
+}
+
+impl PriorityChangeOutcome {
+    /// Counts a matched job; answers whether its priority changes (and
+    /// reports the change).
+    pub fn record(&mut self, job: &Job, new_priority: u8) -> bool {
+        self.matched += 1;
+        if job.priority == new_priority {
+            return false;
+        }
+        self.changed += 1;
+        if self.changes.len() < MAX_REPORTED_CHANGES {
+            self.changes.push(PriorityChange {
+                ad_id: job.id.clone(),
+                old_priority: job.priority,
+                new_priority,
+            });
+        }
+        true
+    }
+}
+
+/// A page of the queued jobs matching `filter`, from jobs in dispatch order
+/// with their positions; and how many match.
+pub fn page_of_queued<'a>(
+    ordered: impl Iterator<Item = (u64, &'a Job)>,
+    filter: &JobFilter,
+    offset: u64,
+    limit: u64,
+) -> (Vec<JobView>, u64) {
+    let matching: Vec<(u64, &Job)> = ordered
+        .filter(|(_, job)| filter.matches_queued(job))
+        .collect();
+    let total = matching.len() as u64;
+    let page = matching
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .map(|(position, job)| JobView {
+            job: job.clone(),
+            position: Some(position),
+        })
+        .collect();
+    (page, total)
 }
 
 /// How many individual changes a priority change reports.

@@ -22,9 +22,9 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::{
-    ExpiredLease, JobView, Lease, LeaseAnswer, MAX_REPORTED_CHANGES, PriorityChange,
-    PriorityChangeOutcome, PrioritySelector, QueueSnapshot, QueueStore, StoreError, StoreResult,
-    snapshot_of, writer::GroupCommit,
+    ExpiredLease, JobView, Lease, LeaseAnswer, PriorityChangeOutcome, PrioritySelector,
+    QueueSnapshot, QueueStore, StoreError, StoreResult, page_of_queued, snapshot_of,
+    writer::GroupCommit,
 };
 use crate::{
     analysis::Analysis,
@@ -222,6 +222,28 @@ impl RedisQueue {
             written.extend(results.into_iter().map(|result| result == 1));
         }
         Ok(written)
+    }
+
+    /// Writes each transition's job against the version it was read at
+    /// (0 = new); answers the transitions that were written.
+    async fn write_transitions(
+        &self,
+        changes: Vec<(i64, Transition)>,
+        now: i64,
+    ) -> StoreResult<Vec<Transition>> {
+        let writes: Vec<Write> = changes
+            .iter()
+            .map(|(expected_version, (job, _))| Write {
+                expected_version: *expected_version,
+                job: job.clone(),
+            })
+            .collect();
+        let written = self.compare_and_set(&writes, now).await?;
+        Ok(changes
+            .into_iter()
+            .zip(written)
+            .filter_map(|((_, transition), ok)| ok.then_some(transition))
+            .collect())
     }
 
     /// Applies the transitions that were written to the SQL mirror and the
@@ -472,35 +494,11 @@ impl QueueStore for RedisQueue {
     ) -> StoreResult<(Vec<JobView>, u64)> {
         let order = self.ordered_ids(now_millis()).await?;
         let jobs = self.read_jobs(&order).await?;
-        let matching: Vec<JobView> = order
+        let ordered = order
             .iter()
             .enumerate()
-            .filter_map(|(index, id)| {
-                let job = jobs.get(id)?;
-                let keep = job.status == JobStatus::Queued
-                    && filter
-                        .game_family
-                        .as_ref()
-                        .is_none_or(|family| &job.game_family == family)
-                    && filter
-                        .priority
-                        .is_none_or(|priority| job.priority == priority)
-                    && filter
-                        .queued_before
-                        .is_none_or(|before| job.queued_at < before);
-                keep.then(|| JobView {
-                    job: job.clone(),
-                    position: Some(index as u64 + 1),
-                })
-            })
-            .collect();
-        let total = matching.len() as u64;
-        let page = matching
-            .into_iter()
-            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-            .take(usize::try_from(limit).unwrap_or(usize::MAX))
-            .collect();
-        Ok((page, total))
+            .filter_map(|(index, id)| Some((index as u64 + 1, jobs.get(id)?)));
+        Ok(page_of_queued(ordered, filter, offset, limit))
     }
 
     async fn snapshot(&self) -> StoreResult<QueueSnapshot> {
@@ -546,29 +544,8 @@ impl QueueStore for RedisQueue {
         let mut changed = Vec::new();
         for id in &order {
             let Some(job) = jobs.get(id) else { continue };
-            let matches = job.status == JobStatus::Queued
-                && selector.ad_id.as_ref().is_none_or(|wanted| wanted == id)
-                && selector
-                    .game_family
-                    .as_ref()
-                    .is_none_or(|family| job.game_family.eq_ignore_ascii_case(family))
-                && selector
-                    .queued_before
-                    .is_none_or(|before| job.queued_at < before);
-            if !matches {
+            if !selector.matches(job) || !outcome.record(job, new_priority) {
                 continue;
-            }
-            outcome.matched += 1;
-            if job.priority == new_priority {
-                continue;
-            }
-            outcome.changed += 1;
-            if outcome.changes.len() < MAX_REPORTED_CHANGES {
-                outcome.changes.push(PriorityChange {
-                    ad_id: job.id.clone(),
-                    old_priority: job.priority,
-                    new_priority,
-                });
             }
             if !dry_run {
                 let transition = transitions::reprioritize(job.clone(), new_priority, cause, now);
@@ -646,25 +623,17 @@ impl QueueStore for RedisQueue {
             .await
             .context("claiming jobs")?;
         let timeout = settings.lease_timeout_ms();
-        let mut writes = Vec::with_capacity(claimed.len() / 2);
         let mut leased = Vec::with_capacity(claimed.len() / 2);
         for pair in claimed.chunks(2) {
             let [_, raw] = pair else { continue };
             let job: Job = serde_json::from_str(raw).context("a job in Redis is unreadable")?;
             let expected_version = job.version;
-            let transition = transitions::lease(job, processor_id, timeout, now);
-            writes.push(Write {
+            leased.push((
                 expected_version,
-                job: transition.0.clone(),
-            });
-            leased.push(transition);
+                transitions::lease(job, processor_id, timeout, now),
+            ));
         }
-        let written = self.compare_and_set(&writes, now).await?;
-        let landed: Vec<Transition> = leased
-            .into_iter()
-            .zip(written)
-            .filter_map(|(transition, ok)| ok.then_some(transition))
-            .collect();
+        let landed = self.write_transitions(leased, now).await?;
         let leases = landed
             .iter()
             .map(|(job, _)| Lease {
@@ -853,7 +822,6 @@ impl QueueStore for RedisQueue {
         }
         let jobs = self.read_jobs(&due).await?;
         let mut expired = Vec::new();
-        let mut writes = Vec::new();
         let mut changed = Vec::new();
         for id in &due {
             let Some(job) = jobs.get(id) else { continue };
@@ -881,18 +849,9 @@ impl QueueStore for RedisQueue {
                 }
                 _ => continue,
             };
-            writes.push(Write {
-                expected_version,
-                job: transition.0.clone(),
-            });
-            changed.push(transition);
+            changed.push((expected_version, transition));
         }
-        let written = self.compare_and_set(&writes, now).await?;
-        let landed: Vec<Transition> = changed
-            .into_iter()
-            .zip(written)
-            .filter_map(|(transition, ok)| ok.then_some(transition))
-            .collect();
+        let landed = self.write_transitions(changed, now).await?;
         self.mirror(landed).await?;
         Ok(expired)
     }
@@ -907,22 +866,12 @@ impl QueueStore for RedisQueue {
             return Err(StoreError::NotFound(format!("ad_ids: no job {missing}")));
         }
         let now = now_millis();
-        let mut writes = Vec::new();
-        let mut changed = Vec::new();
-        for job in jobs.into_iter().filter(|job| job.status == JobStatus::Dead) {
-            let transition = transitions::requeue_dead(job, cause, now);
-            writes.push(Write {
-                expected_version: 0,
-                job: transition.0.clone(),
-            });
-            changed.push(transition);
-        }
-        let written = self.compare_and_set(&writes, now).await?;
-        let landed: Vec<Transition> = changed
+        let changed = jobs
             .into_iter()
-            .zip(written)
-            .filter_map(|(transition, ok)| ok.then_some(transition))
+            .filter(|job| job.status == JobStatus::Dead)
+            .map(|job| (0, transitions::requeue_dead(job, cause, now)))
             .collect();
+        let landed = self.write_transitions(changed, now).await?;
         let requeued = landed.len() as u64;
         self.mirror(landed).await?;
         Ok(requeued)

@@ -42,6 +42,12 @@ struct Args {
     batch_size: usize,
     #[arg(long, default_value_t = 300)]
     timeout_seconds: u64,
+    /// After the drain: seconds of freshness probes under a steady load.
+    #[arg(long, default_value_t = 10)]
+    freshness_seconds: u64,
+    /// Events per second published during the freshness probes.
+    #[arg(long, default_value_t = 20_000)]
+    load_rate: u64,
     /// Cluster profile: an empty PostgreSQL database (needs --redis-url).
     #[arg(long, requires = "redis_url")]
     postgres_url: Option<String>,
@@ -181,7 +187,103 @@ async fn main() -> anyhow::Result<()> {
             "impressions are not exact"
         );
     }
+    if args.freshness_seconds > 0 {
+        freshness(&args, Arc::clone(&stream), client.clone()).await?;
+    }
     shutdown.cancel();
     server.await??;
+    Ok(())
+}
+
+/// Publishes a steady load and, one at a time, probe impressions of their
+/// own campaigns; records how long each probe takes to show up in
+/// `GetCampaignAnalytics` (polled every 5 ms).
+async fn freshness(
+    args: &Args,
+    stream: Arc<dyn EventStream>,
+    mut client: AnalyticsServiceClient<tonic::transport::Channel>,
+) -> anyhow::Result<()> {
+    let stop = CancellationToken::new();
+    let per_tick = (args.load_rate / 20).max(1) as usize;
+    let load_stream = Arc::clone(&stream);
+    let load_stop = stop.clone();
+    let load = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let mut published = 0u64;
+        while !load_stop.is_cancelled() {
+            tick.tick().await;
+            let now = now_millis();
+            let batch: Vec<pb::AdEvent> = (0..per_tick)
+                .map(|index| pb::AdEvent {
+                    event_id: format!("load-{now}-{index}-{published}"),
+                    event_type: pb::EventType::Impression as i32,
+                    time: Some(timestamp(now)),
+                    campaign_id: format!("load-campaign-{}", index % 50),
+                    ad_id: "load-ad".into(),
+                    impression_id: format!("load-imp-{now}-{index}-{published}"),
+                    spend: 1,
+                    ..Default::default()
+                })
+                .collect();
+            if load_stream.append(&batch).await.is_ok() {
+                published += batch.len() as u64;
+            }
+        }
+        published
+    });
+    let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000, 3)?;
+    let started = Instant::now();
+    let mut probe = 0u64;
+    while started.elapsed() < Duration::from_secs(args.freshness_seconds) {
+        probe += 1;
+        let campaign = format!("probe-{}-{probe}", std::process::id());
+        let now = now_millis();
+        stream
+            .append(&[pb::AdEvent {
+                event_id: format!("{campaign}-event"),
+                event_type: pb::EventType::Impression as i32,
+                time: Some(timestamp(now)),
+                campaign_id: campaign.clone(),
+                ad_id: "probe-ad".into(),
+                impression_id: format!("{campaign}-impression"),
+                spend: 1,
+                ..Default::default()
+            }])
+            .await?;
+        let published = Instant::now();
+        loop {
+            anyhow::ensure!(
+                published.elapsed() < Duration::from_secs(60),
+                "a probe never showed up"
+            );
+            let answer = client
+                .get_campaign_analytics(pb::GetCampaignAnalyticsRequest {
+                    campaign_id: campaign.clone(),
+                    ..Default::default()
+                })
+                .await;
+            if let Ok(answer) = answer
+                && answer
+                    .into_inner()
+                    .summary
+                    .is_some_and(|summary| summary.total_impressions == 1)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        histogram.record((published.elapsed().as_millis() as u64).max(1))?;
+    }
+    stop.cancel();
+    let loaded = load.await?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "freshness under {:.0} events/s of load ({} probes): p50 {} ms, p99 {} ms, max {} ms",
+        loaded as f64 / seconds,
+        histogram.len(),
+        histogram.value_at_quantile(0.5),
+        histogram.value_at_quantile(0.99),
+        histogram.max(),
+    );
     Ok(())
 }

@@ -912,6 +912,17 @@ async fn stats_and_listings_reflect_the_queue(queue: Queue) {
         .expect("by family")
         .into_inner();
     assert_eq!(strategy.total_size, 2);
+    // Any status: queued jobs still show their place in the queue.
+    let positions: Vec<Option<u64>> = strategy.ads.iter().map(|job| job.position).collect();
+    assert_eq!(positions, [Some(2), Some(1)], "newest first: d, then c");
+    // With a processing rate known, a queued job has an estimated start.
+    let waiting = get(&queue, &jobs[3].ad_id).await;
+    let estimate = waiting.estimated_process_time.expect("an estimated start");
+    assert!(
+        support_time::millis(&estimate)
+            >= support_time::millis(waiting.queued_at.as_ref().expect("queued")),
+        "estimated start after queueing"
+    );
     let done = client
         .list_ad_jobs(pb::ListAdJobsRequest {
             status: pb::JobStatus::Completed as i32,

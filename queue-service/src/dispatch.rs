@@ -40,6 +40,8 @@ pub struct Dispatcher {
     connections: Mutex<HashMap<u64, Arc<Connection>>>,
     next_connection: AtomicU64,
     settings: watch::Sender<QueueSettings>,
+    /// How long leased jobs waited (looked up once, recorded per lease).
+    wait_seconds: metrics::Histogram,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -59,6 +61,7 @@ impl Dispatcher {
             connections: Mutex::default(),
             next_connection: AtomicU64::new(1),
             settings: watch::Sender::new(settings),
+            wait_seconds: metrics::histogram!("admesh_queue_wait_seconds"),
         })
     }
 
@@ -143,7 +146,7 @@ impl Dispatcher {
                             .lock()
                             .extend(leases.iter().map(|lease| lease.lease_id.clone()));
                         for lease in &leases {
-                            metrics::histogram!("admesh_queue_wait_seconds")
+                            self.wait_seconds
                                 .record(lease.job.wait_ms(now) as f64 / 1000.0);
                             let message = ProcessEvent {
                                 event: Some(Event::Lease(convert::lease(lease, now))),

@@ -65,6 +65,12 @@ impl WriteBatch {
         self.jobs.is_empty() && self.events.is_empty()
     }
 
+    /// Adds a transition: the changed job and its audit events.
+    pub fn push(&mut self, (job, events): (Job, Vec<JobEvent>)) {
+        self.jobs.push(job);
+        self.events.extend(events);
+    }
+
     /// Appends `other`.
     pub fn extend(&mut self, other: WriteBatch) {
         self.jobs.extend(other.jobs);
@@ -290,10 +296,6 @@ pub struct JobRecords {
 impl JobRecords {
     pub fn new(database: Database) -> Self {
         Self { database }
-    }
-
-    pub fn database(&self) -> &Database {
-        &self.database
     }
 
     /// Writes `batch` in one transaction.

@@ -316,14 +316,30 @@ impl QueueService for QueueServiceImpl {
                 .list(&filter, offset, limit)
                 .await
                 .map_err(admesh_common::status::storage_unavailable)?;
+            // Active jobs: the store is fresher than SQL and knows the
+            // queued ones' positions, read in one pass for the whole page.
+            let queued_views: std::collections::HashMap<String, crate::store::JobView> =
+                if jobs.iter().any(|job| job.status == JobStatus::Queued) {
+                    let all_queued = JobFilter {
+                        status: Some(JobStatus::Queued),
+                        ..JobFilter::default()
+                    };
+                    let (views, _) = self.store()?.queued(&all_queued, 0, u64::MAX).await?;
+                    views
+                        .into_iter()
+                        .map(|view| (view.job.id.clone(), view))
+                        .collect()
+                } else {
+                    Default::default()
+                };
             let mut ads = Vec::with_capacity(jobs.len());
             for job in jobs {
-                // Active jobs: memory is fresher than SQL and knows positions.
-                let view = match job.status.is_active() {
-                    true => self.store()?.get(&job.id).await?,
-                    false => None,
-                }
-                .unwrap_or(crate::store::JobView {
+                let fresher = match job.status {
+                    JobStatus::Queued => queued_views.get(&job.id).cloned(),
+                    JobStatus::Processing => self.store()?.get(&job.id).await?,
+                    _ => None,
+                };
+                let view = fresher.unwrap_or(crate::store::JobView {
                     job,
                     position: None,
                 });

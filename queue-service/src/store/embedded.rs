@@ -226,14 +226,6 @@ impl EmbeddedQueue {
         drop(state);
         (result, pending)
     }
-
-    /// The status of a job no longer in memory (finished), from SQL.
-    async fn stored_status(&self, lease: &str) -> StoreResult<Option<JobStatus>> {
-        let Some(id) = job_of_lease(lease) else {
-            return Ok(None);
-        };
-        Ok(self.records.get(id).await?.map(|job| job.status))
-    }
 }
 
 /// Applies a failure of a leased job (see [`transitions::fail`]).
@@ -473,7 +465,7 @@ impl QueueStore for EmbeddedQueue {
         pending.committed().await?;
         match answer {
             Some(answer) => Ok(answer),
-            None => Ok(LeaseAnswer::rejected(self.current_status(lease).await?)),
+            None => Ok(LeaseAnswer::rejected(self.status_of_lease(lease).await?)),
         }
     }
 
@@ -520,7 +512,7 @@ impl QueueStore for EmbeddedQueue {
         for (answer, lease) in answers.into_iter().zip(&leases) {
             resolved.push(match answer {
                 Some(answer) => answer,
-                None => LeaseAnswer::rejected(self.current_status(lease).await?),
+                None => LeaseAnswer::rejected(self.status_of_lease(lease).await?),
             });
         }
         Ok(resolved)
@@ -540,7 +532,7 @@ impl QueueStore for EmbeddedQueue {
         pending.committed().await?;
         match answer {
             Some(answer) => Ok(answer),
-            None => Ok(LeaseAnswer::rejected(self.current_status(lease).await?)),
+            None => Ok(LeaseAnswer::rejected(self.status_of_lease(lease).await?)),
         }
     }
 
@@ -599,17 +591,5 @@ impl QueueStore for EmbeddedQueue {
 
     async fn flush(&self) {
         let _ = self.writer.barrier().committed().await;
-    }
-}
-
-impl EmbeddedQueue {
-    /// The status of the job `lease` names, wherever it is.
-    async fn current_status(&self, lease: &str) -> StoreResult<Option<JobStatus>> {
-        let in_memory =
-            job_of_lease(lease).and_then(|id| self.state.lock().jobs.get(id).map(|job| job.status));
-        match in_memory {
-            Some(status) => Ok(Some(status)),
-            None => self.stored_status(lease).await,
-        }
     }
 }

@@ -314,4 +314,13 @@ pub trait QueueStore: Send + Sync + 'static {
 
     /// Writes what is still pending (graceful shutdown).
     async fn flush(&self);
+
+    /// The status of the job `lease` names, wherever it is: what a refused
+    /// lease answer reports (a rare path: late or repeated answers).
+    async fn status_of_lease(&self, lease: &str) -> StoreResult<Option<JobStatus>> {
+        match crate::job::job_of_lease(lease) {
+            Some(id) => Ok(self.get(id).await?.map(|view| view.job.status)),
+            None => Ok(None),
+        }
+    }
 }

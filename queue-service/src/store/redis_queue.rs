@@ -291,17 +291,6 @@ impl RedisQueue {
         )))
     }
 
-    /// The status of the job `lease` names, wherever it is.
-    async fn status_of_lease(&self, lease: &str) -> StoreResult<Option<JobStatus>> {
-        let Some(id) = job_of_lease(lease) else {
-            return Ok(None);
-        };
-        if let Some(job) = self.read_job(id).await? {
-            return Ok(Some(job.status));
-        }
-        Ok(self.records.get(id).await?.map(|job| job.status))
-    }
-
     /// Positions of freshly queued (so not starved, not delayed) jobs from
     /// counts, without reading the whole order: the starved jobs, plus the
     /// jobs ahead in the priority index that are not starved.
@@ -392,9 +381,8 @@ impl RedisQueue {
 
 fn batch_of(transitions: Vec<Transition>) -> WriteBatch {
     let mut batch = WriteBatch::default();
-    for (job, events) in transitions {
-        batch.jobs.push(job);
-        batch.events.extend(events);
+    for transition in transitions {
+        batch.push(transition);
     }
     batch
 }

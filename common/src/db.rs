@@ -102,7 +102,7 @@ impl Database {
     pub fn values_placeholders(&self, rows: usize, columns: usize) -> String {
         match self {
             Self::Sqlite(_) => anonymous_placeholders(rows, columns),
-            Self::Postgres(_) => values_placeholders(rows, columns),
+            Self::Postgres(_) => numbered_placeholders(rows, columns),
         }
     }
 
@@ -147,10 +147,9 @@ impl Database {
     }
 }
 
-/// `($1, $2), ($3, $4)` for `rows` rows of `columns` values: one statement
-/// for many rows. A statement per row costs a round trip to SQLite's worker
-/// thread (or to PostgreSQL) each.
-pub fn values_placeholders(rows: usize, columns: usize) -> String {
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` values (PostgreSQL's
+/// spelling; see [`Database::values_placeholders`]).
+fn numbered_placeholders(rows: usize, columns: usize) -> String {
     let mut text = String::with_capacity(rows * columns * 5);
     for row in 0..rows {
         if row > 0 {
@@ -206,12 +205,12 @@ macro_rules! on_pool {
 
 #[cfg(test)]
 mod placeholder_tests {
-    use super::values_placeholders;
+    use super::numbered_placeholders;
 
     #[test]
     fn placeholders_number_rows_in_binding_order() {
-        assert_eq!(values_placeholders(2, 2), "($1, $2), ($3, $4)");
-        assert_eq!(values_placeholders(1, 3), "($1, $2, $3)");
+        assert_eq!(numbered_placeholders(2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(numbered_placeholders(1, 3), "($1, $2, $3)");
         assert_eq!(super::anonymous_placeholders(2, 2), "(?, ?), (?, ?)");
     }
 

@@ -262,6 +262,13 @@ async fn duplicates_and_out_of_order_events_count_once_in_their_own_day() {
     let [_, mut stale_click] = events("ooo", 3, today - 3 * day, 0);
     stale_click.impression_id = "ooo-imp-2".into();
     stream.append(&[stale_click]).await.expect("append stale");
+    // An event of no known type is skipped, not counted as a click.
+    let [mut unknown, _] = events("ooo", 4, today, 0);
+    unknown.event_type = 9;
+    stream
+        .append(&[unknown])
+        .await
+        .expect("append unknown type");
 
     let (_service, address) = spawn_service(
         "analytics-service",

@@ -85,6 +85,14 @@ pub async fn consume(
                     .increment(recorded.duplicates);
                 metrics::counter!("admesh_analytics_unattributed_clicks_total")
                     .increment(recorded.unattributed);
+                if recorded.unusable > 0 {
+                    tracing::warn!(
+                        events = recorded.unusable,
+                        "events of no known type skipped"
+                    );
+                    metrics::counter!("admesh_analytics_unusable_events_total")
+                        .increment(recorded.unusable);
+                }
                 let (deferred, done): (Vec<StreamEntry>, Vec<StreamEntry>) = entries
                     .into_iter()
                     .partition(|entry| recorded.deferred.contains(&entry.id));

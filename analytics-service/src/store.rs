@@ -20,6 +20,8 @@ pub struct Recorded {
     pub counted: u64,
     pub duplicates: u64,
     pub unattributed: u64,
+    /// Events of no known type: acknowledged, never counted.
+    pub unusable: u64,
     /// Entries to try again later (clicks waiting for their impression):
     /// not recorded, not to be acknowledged yet.
     pub deferred: Vec<String>,
@@ -176,10 +178,14 @@ impl AnalyticsStore {
         now: i64,
     ) -> anyhow::Result<Recorded> {
         let mut recorded = Recorded::default();
-        let (impressions, clicks): (Vec<&StreamEntry>, Vec<&StreamEntry>) = entries
-            .iter()
-            .filter(|entry| entry.event.event_type != EventType::Unspecified as i32)
-            .partition(|entry| entry.event.event_type == EventType::Impression as i32);
+        let (mut impressions, mut clicks) = (Vec::new(), Vec::new());
+        for entry in entries {
+            match EventType::try_from(entry.event.event_type) {
+                Ok(EventType::Impression) => impressions.push(entry),
+                Ok(EventType::Click) => clicks.push(entry),
+                Ok(EventType::Unspecified) | Err(_) => recorded.unusable += 1,
+            }
+        }
         let offered = (impressions.len() + clicks.len()) as u64;
         let database = &self.database;
         on_pool!(database, pool => {

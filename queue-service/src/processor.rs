@@ -213,10 +213,14 @@ impl Worker {
         lease: pb::JobLease,
         acks: mpsc::UnboundedSender<pb::CompleteJobRequest>,
     ) {
-        let Ok(_permit) = Arc::clone(&self.permits).acquire_owned().await else {
+        let Some(job) = lease.job.as_ref() else {
+            // Nothing to work on: stop holding (and heartbeating) the lease;
+            // it expires and the job is redelivered.
+            tracing::warn!(lease_id = lease.lease_id, "a lease without its job");
+            self.held.lock().remove(&lease.lease_id);
             return;
         };
-        let Some(job) = lease.job.as_ref() else {
+        let Ok(_permit) = Arc::clone(&self.permits).acquire_owned().await else {
             return;
         };
         if self.options.work_ms > 0 {

@@ -481,6 +481,31 @@ impl QueueStore for RedisQueue {
         limit: u64,
     ) -> StoreResult<(Vec<JobView>, u64)> {
         let order = self.ordered_ids(now_millis()).await?;
+        let unfiltered = filter.game_family.is_none()
+            && filter.priority.is_none()
+            && filter.queued_before.is_none();
+        if unfiltered {
+            // Peeks and plain listings read only the page's jobs, not the
+            // whole queue's.
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(order.len());
+            let end = start
+                .saturating_add(usize::try_from(limit).unwrap_or(usize::MAX))
+                .min(order.len());
+            let jobs = self.read_jobs(&order[start..end]).await?;
+            let page = order[start..end]
+                .iter()
+                .enumerate()
+                .filter_map(|(index, id)| {
+                    Some(JobView {
+                        job: jobs.get(id)?.clone(),
+                        position: Some((start + index) as u64 + 1),
+                    })
+                })
+                .collect();
+            return Ok((page, order.len() as u64));
+        }
         let jobs = self.read_jobs(&order).await?;
         let ordered = order
             .iter()

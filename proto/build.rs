@@ -2,9 +2,12 @@
 //! generates the tonic code once, and writes one file-descriptor set per
 //! service for server reflection and for the edge's REST transcoding.
 
-use std::{env, error::Error, fs, path::PathBuf};
-
-use prost::Message;
+use std::{
+    env,
+    error::Error,
+    fs,
+    path::{Path, PathBuf},
+};
 
 /// (descriptor file stem, entry proto) for every service.
 const SERVICES: &[(&str, &str)] = &[
@@ -16,6 +19,16 @@ const SERVICES: &[(&str, &str)] = &[
     ("edge", "admesh/edge/v1/edge.proto"),
 ];
 
+/// Compiles `entries` with their imports and comments. The encoded set keeps
+/// custom options (`google.api.http`, `admesh.common.v1.rest`), which a
+/// round trip through `prost_types` would drop.
+fn compiler(root: &Path, entries: &[&str]) -> Result<protox::Compiler, Box<dyn Error>> {
+    let mut compiler = protox::Compiler::new([root])?;
+    compiler.include_imports(true).include_source_info(true);
+    compiler.open_files(entries)?;
+    Ok(compiler)
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     let proto_root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("proto");
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
@@ -23,15 +36,19 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("cargo:rerun-if-changed={}", proto_root.display());
 
     for (stem, entry) in SERVICES {
-        let set = protox::compile([entry], [&proto_root])?;
         fs::write(
             out_dir.join(format!("{stem}_descriptor.bin")),
-            set.encode_to_vec(),
+            compiler(&proto_root, &[entry])?.encode_file_descriptor_set(),
         )?;
     }
 
     let entries: Vec<&str> = SERVICES.iter().map(|(_, entry)| *entry).collect();
-    let all = protox::compile(&entries, [&proto_root])?;
+    let compiler = compiler(&proto_root, &entries)?;
+    fs::write(
+        out_dir.join("all_descriptor.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
+    let all = compiler.file_descriptor_set();
     tonic_prost_build::configure()
         // RPCs a service has not implemented yet answer UNIMPLEMENTED.
         .generate_default_stubs(true)

@@ -308,6 +308,17 @@ pub struct EdgeConfig {
     pub max_body_bytes: usize,
     /// Password of the initial `admin` user (`ADMESH_ADMIN_PASSWORD`).
     pub admin_password: Secret,
+    /// HS256 key of the bearer tokens; empty = one generated on first start
+    /// and kept in SQL, shared by every replica.
+    pub jwt_secret: Secret,
+    /// How long a login's token is valid.
+    pub token_ttl_secs: u64,
+    /// Deadline of a forwarded call when the caller sends no shorter
+    /// `grpc-timeout`.
+    pub upstream_timeout_ms: u64,
+    /// Origins browsers may call the edge from (`*` for any); empty = no
+    /// CORS headers.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for EdgeConfig {
@@ -321,6 +332,10 @@ impl Default for EdgeConfig {
             agent_url: "http://127.0.0.1:50055".into(),
             max_body_bytes: 1024 * 1024,
             admin_password: Secret::default(),
+            jwt_secret: Secret::default(),
+            token_ttl_secs: 12 * 3600,
+            upstream_timeout_ms: 10_000,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -476,6 +491,18 @@ impl MeshConfig {
                     "must be an http:// or https:// URL",
                 ));
             }
+        }
+        if !(60..=30 * 86_400).contains(&self.edge.token_ttl_secs) {
+            return Err(ConfigError::invalid(
+                "edge.token_ttl_secs",
+                "must be between 60 and 2592000",
+            ));
+        }
+        if !(1..=600_000).contains(&self.edge.upstream_timeout_ms) {
+            return Err(ConfigError::invalid(
+                "edge.upstream_timeout_ms",
+                "must be between 1 and 600000",
+            ));
         }
         if self.edge.max_body_bytes < 1024 {
             return Err(ConfigError::invalid(

@@ -15,6 +15,8 @@ pub struct RequestId(pub String);
 pub struct ApiError {
     pub code: tonic::Code,
     pub message: String,
+    /// When HTTP has a closer status than the code's mapping (405, 413).
+    pub status: Option<StatusCode>,
 }
 
 impl ApiError {
@@ -22,6 +24,44 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            status: None,
+        }
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// A service's answer as the client sees it: the service's message for
+    /// the caller's mistakes (validation names the field), a safe one for
+    /// the mesh's own failures, whose real cause goes to the log with the
+    /// request id.
+    pub fn from_status(status: &tonic::Status) -> Self {
+        use tonic::Code;
+        let safe = match status.code() {
+            Code::Internal | Code::Unknown | Code::DataLoss => Some("internal error"),
+            Code::Unavailable => Some("the service is unavailable; retry later"),
+            Code::DeadlineExceeded | Code::Cancelled => Some("the service did not answer in time"),
+            _ => None,
+        };
+        match safe {
+            Some(message) => {
+                tracing::warn!(
+                    code = grpc_code_name(status.code()),
+                    cause = %status.message(),
+                    "upstream call failed"
+                );
+                // A client-side deadline reads as Cancelled in tonic; to the
+                // HTTP caller both are a timeout.
+                let code = if status.code() == Code::Cancelled {
+                    Code::DeadlineExceeded
+                } else {
+                    status.code()
+                };
+                Self::new(code, message)
+            }
+            None => Self::new(status.code(), status.message()),
         }
     }
 
@@ -52,7 +92,7 @@ pub fn http_status(code: tonic::Code) -> StatusCode {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = http_status(self.code);
+        let status = self.status.unwrap_or_else(|| http_status(self.code));
         if status.is_server_error() {
             tracing::warn!(code = grpc_code_name(self.code), detail = %self.message, "request failed");
         }

@@ -54,14 +54,14 @@ fn body(statuses: &[(&str, &str)], all_serving: bool) -> serde_json::Value {
 
 /// Liveness: 200 while the edge runs, with each upstream's status.
 pub async fn health(State(state): State<EdgeState>) -> impl IntoResponse {
-    let statuses = state.upstreams.statuses().await;
+    let statuses = state.health.statuses().await;
     let all_serving = statuses.iter().all(|(_, status)| *status == "serving");
     Json(body(&statuses, all_serving))
 }
 
 /// Readiness: 200 only when every upstream is SERVING, else 503.
 pub async fn ready(State(state): State<EdgeState>) -> impl IntoResponse {
-    let statuses = state.upstreams.statuses().await;
+    let statuses = state.health.statuses().await;
     let all_serving = statuses.iter().all(|(_, status)| *status == "serving");
     let code = if all_serving {
         StatusCode::OK

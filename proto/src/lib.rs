@@ -67,6 +67,8 @@ pub mod descriptors {
     pub const ANALYTICS: &[u8] = descriptor!("analytics");
     pub const AGENT: &[u8] = descriptor!("agent");
     pub const EDGE: &[u8] = descriptor!("edge");
+    /// Every service in one set (the edge's REST routes and OpenAPI).
+    pub const EVERY_SERVICE: &[u8] = descriptor!("all");
 
     /// (gRPC service name, descriptor set) of every service.
     pub const ALL: &[(&str, &[u8])] = &[

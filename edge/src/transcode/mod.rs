@@ -1,0 +1,126 @@
+//! grpc-gateway-style transcoding: REST routes read from the services'
+//! descriptors, requests built by the proto3 JSON mapping and forwarded
+//! over gRPC with the caller's deadline, trace context and identity.
+
+pub mod codec;
+pub mod json;
+pub mod routes;
+pub mod template;
+
+use std::{collections::HashMap, time::Duration};
+
+use anyhow::Context;
+use prost_reflect::{DescriptorPool, DynamicMessage};
+use tonic::{Status, metadata::MetadataMap};
+use tower::{BoxError, ServiceExt, util::BoxCloneSyncService};
+
+use self::{codec::DynamicCodec, routes::Route};
+
+/// A gRPC transport to one service: a channel, or a server in this process.
+pub type Upstream = BoxCloneSyncService<
+    http::Request<tonic::body::Body>,
+    http::Response<tonic::body::Body>,
+    TransportError,
+>;
+
+/// A transport failure. A concrete type rather than a boxed error: the
+/// compiler cannot prove a `BoxError` meets tonic's `Into<StdError>` bound
+/// for every lifetime inside async handlers.
+#[derive(Debug)]
+pub struct TransportError(pub BoxError);
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+/// Every service's descriptors in one pool.
+pub fn descriptor_pool() -> anyhow::Result<DescriptorPool> {
+    DescriptorPool::decode(admesh_proto::descriptors::EVERY_SERVICE)
+        .context("decoding the services' descriptor set")
+}
+
+/// A channel to a remote service as an [`Upstream`].
+pub fn remote(channel: tonic::transport::Channel) -> Upstream {
+    BoxCloneSyncService::new(channel.map_err(|error| TransportError(error.into())))
+}
+
+/// Calls services by their full name.
+#[derive(Clone, Default)]
+pub struct Upstreams {
+    by_service: HashMap<String, Upstream>,
+}
+
+impl std::fmt::Debug for Upstreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.by_service.keys()).finish()
+    }
+}
+
+impl Upstreams {
+    pub fn insert(&mut self, service: &str, upstream: Upstream) {
+        self.by_service.insert(service.to_string(), upstream);
+    }
+
+    /// Calls the route's RPC with `message`.
+    pub async fn call(
+        &self,
+        route: &Route,
+        message: DynamicMessage,
+        metadata: MetadataMap,
+        timeout: Duration,
+    ) -> Result<DynamicMessage, Status> {
+        let transport = self.by_service.get(route.service_name()).ok_or_else(|| {
+            Status::unimplemented(format!(
+                "{} is not reachable from the edge",
+                route.service_name()
+            ))
+        })?;
+        let mut grpc = tonic::client::Grpc::new(transport.clone());
+        grpc.ready()
+            .await
+            .map_err(|error| Status::unavailable(format!("{}: {error}", route.service_name())))?;
+        let mut request = tonic::Request::new(message);
+        *request.metadata_mut() = metadata;
+        request.set_timeout(timeout);
+        let codec = DynamicCodec::new(route.rpc.output());
+        let response = grpc.unary(request, route.grpc_path.clone(), codec).await?;
+        Ok(response.into_inner())
+    }
+}
+
+/// A `grpc-timeout` header value (`100m`, `2S`) as a duration.
+pub fn parse_grpc_timeout(text: &str) -> Option<Duration> {
+    if text.len() < 2 || text.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = text.split_at(text.len() - 1);
+    let value: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(value.checked_mul(3600)?),
+        "M" => Duration::from_secs(value.checked_mul(60)?),
+        "S" => Duration::from_secs(value),
+        "m" => Duration::from_millis(value),
+        "u" => Duration::from_micros(value),
+        "n" => Duration::from_nanos(value),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_by_unit() {
+        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("10x"), None);
+        assert_eq!(parse_grpc_timeout("m"), None);
+        assert_eq!(parse_grpc_timeout("1234567890S"), None);
+    }
+}

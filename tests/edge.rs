@@ -849,3 +849,106 @@ async fn the_openapi_document_passes_a_real_validator() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A delete of a rule that does not exist: cheap, and served by the edge
+/// alone.
+async fn probe(edge: &Edge, token: &str) -> Answer {
+    let body = json!({"key": "no-such-rule"}).to_string().into_bytes();
+    edge.send(
+        Method::DELETE,
+        "/api/v1/observability/ratelimit/config",
+        Some(token),
+        Some(body),
+    )
+    .await
+}
+
+/// Cluster profile: two edge processes on one PostgreSQL and one Redis. A
+/// rule created on one applies on the other, and both take from the same
+/// bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_rules_and_buckets_are_shared_by_edge_replicas() {
+    let postgres = support::TestPostgres::create().await;
+    let env = vec![
+        ("ADMESH_DATABASE__URL", postgres.url.clone()),
+        ("ADMESH_REDIS__URL", support::redis_url()),
+        ("ADMESH_ADMIN_PASSWORD", ADMIN_PASSWORD.to_string()),
+    ];
+    let (_first, first_address) = support::spawn_service("edge", "ADMESH_EDGE__LISTEN", &env);
+    let (_second, second_address) = support::spawn_service("edge", "ADMESH_EDGE__LISTEN", &env);
+    let (first, second) = (Edge::new(first_address), Edge::new(second_address));
+    let admin = first.login("admin", ADMIN_PASSWORD).await;
+
+    // The limited route is the edge's own (no other service needed): a
+    // delete of a rule that does not exist. Everyone together gets 4.
+    let route = "DELETE /api/v1/observability/ratelimit/config";
+    let name = format!("shared-{}", uuid::Uuid::new_v4().simple());
+    let set = |refill: f64, capacity: u32| json!({"name": name, "scopeType": "global", "scopeId": route, "refillRate": refill, "capacity": capacity});
+    let created = first
+        .post(
+            "/api/v1/observability/ratelimit/config",
+            Some(&admin),
+            set(0.01, 4),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    // The second replica picks the rule up on its own (it reloads rules
+    // every second): its first limited answer carries the headers.
+    let loaded = support::eventually(
+        "the rule reaches the second edge",
+        Duration::from_secs(10),
+        || async {
+            let answer = probe(&second, &admin).await;
+            (answer.header("x-ratelimit-limit") == Some("4")).then_some(answer)
+        },
+    )
+    .await;
+    let remaining: u32 = loaded
+        .header("x-ratelimit-remaining")
+        .and_then(|v| v.parse().ok())
+        .expect("remaining");
+    assert!(remaining < 4);
+
+    // One bucket: what the second replica took, the first no longer has.
+    let next = probe(&first, &admin).await;
+    assert_eq!(
+        next.header("x-ratelimit-remaining")
+            .and_then(|v| v.parse::<u32>().ok()),
+        Some(remaining.saturating_sub(1)),
+        "the first edge sees the second's takes"
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..remaining + 1 {
+        statuses.push(probe(&first, &admin).await.status.as_u16());
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let blocked = probe(&second, &admin).await;
+    assert_eq!(
+        blocked.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        blocked.body
+    );
+    assert!(blocked.header("retry-after").is_some());
+
+    // Changing the rule on the first edge lifts the limit on the second.
+    let raised = first
+        .post(
+            "/api/v1/observability/ratelimit/config",
+            Some(&admin),
+            set(1000.0, 100),
+        )
+        .await;
+    assert_eq!(raised.status, StatusCode::OK, "{}", raised.body);
+    support::eventually(
+        "the raised limit reaches the second edge",
+        Duration::from_secs(10),
+        || async {
+            let answer = probe(&second, &admin).await;
+            (answer.status == StatusCode::OK && answer.header("x-ratelimit-limit") == Some("100"))
+                .then_some(())
+        },
+    )
+    .await;
+    postgres.drop_database().await;
+}

@@ -507,9 +507,34 @@ pub async fn build_gateway(
     Ok((Arc::new(gateway), generated_password))
 }
 
+/// Users, keys and rules live in SQL: the edge migrates the database (as
+/// every service does) and waits for it before taking traffic. False when
+/// shut down first.
+async fn wait_for_database(context: &ServiceContext) -> bool {
+    let mut warned = false;
+    loop {
+        match context.database.migrate().await {
+            Ok(()) => return true,
+            Err(error) => {
+                if !warned {
+                    tracing::warn!(error = %format!("{error:#}"), "waiting for the database");
+                    warned = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = context.shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
 /// Serves until `context.shutdown` fires, then drains.
 pub async fn serve(context: ServiceContext, listener: TcpListener) -> anyhow::Result<()> {
     let health = Arc::new(health::Upstreams::from_config(&context.config)?);
+    if !wait_for_database(&context).await {
+        return Ok(());
+    }
     let (gateway, generated_password) = build_gateway(&context).await?;
     if let Some(password) = generated_password {
         // Shown once: the user is created only on the first start.

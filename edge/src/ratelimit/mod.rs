@@ -198,7 +198,7 @@ impl RateLimiter {
 
     /// Reloads the rules from SQL.
     pub async fn reload(&self) -> anyhow::Result<()> {
-        let rows: Vec<(String, String, String, String, f64, i64, i64)> = on_pool!(&self.database, pool => {
+        let rows: Vec<(String, String, String, String, f64, i32, i64)> = on_pool!(&self.database, pool => {
             sqlx::query_as(
                 "SELECT rule_key, name, scope_type, scope_id, refill_rate, capacity, updated_at \
                  FROM rate_limit_rules ORDER BY rule_key",
@@ -257,7 +257,8 @@ impl RateLimiter {
             .bind(rule.scope.as_str())
             .bind(&rule.scope_id)
             .bind(rule.refill_rate)
-            .bind(i64::from(rule.capacity))
+            // INTEGER in both dialects; validated to at most 1,000,000.
+            .bind(i32::try_from(rule.capacity).unwrap_or(i32::MAX))
             .bind(rule.updated_at_ms)
             .execute(pool)
             .await?;

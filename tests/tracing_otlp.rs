@@ -77,8 +77,8 @@ impl TraceService for Receiver {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_trace_spans_two_grpc_hops_and_reaches_the_otlp_receiver() {
+/// A real OTLP/gRPC receiver on a loopback port.
+async fn start_receiver() -> (Receiver, std::net::SocketAddr) {
     let receiver = Receiver::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -91,6 +91,109 @@ async fn one_trace_spans_two_grpc_hops_and_reaches_the_otlp_receiver() {
             .serve_with_incoming(tokio_stream_from(listener))
             .await;
     });
+    (receiver, receiver_address)
+}
+
+impl Receiver {
+    /// Waits until `pick` finds what it needs among the received spans.
+    async fn wait_for<T>(&self, mut pick: impl FnMut(&[ReceivedSpan]) -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let spans = self.spans.lock().map(|s| s.clone()).unwrap_or_default();
+            if let Some(found) = pick(&spans) {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "spans never arrived; received: {spans:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rest_call_is_the_parent_of_its_grpc_spans() {
+    let (receiver, receiver_address) = start_receiver().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let env = |db: &str| {
+        vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://{receiver_address}"),
+            ),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+            (
+                "ADMESH_DATABASE__URL",
+                format!("sqlite://{}", data.path().join(db).display()),
+            ),
+        ]
+    };
+    let (mut bid_engine, bid_address) =
+        support::spawn_service("bid-engine", "ADMESH_BID_ENGINE__LISTEN", &env("bid.db"));
+    let mut edge_env = env("edge.db");
+    edge_env.push((
+        "ADMESH_EDGE__BID_ENGINE_URL",
+        format!("http://{bid_address}"),
+    ));
+    edge_env.push((
+        "ADMESH_ADMIN_PASSWORD",
+        "tracing-admin-password".to_string(),
+    ));
+    let (mut edge, edge_address) = support::spawn_service("edge", "ADMESH_EDGE__LISTEN", &edge_env);
+    support::wait_for_health(bid_address, ServingStatus::Serving).await;
+
+    let http = reqwest::Client::new();
+    let login: serde_json::Value = http
+        .post(format!("http://{edge_address}/auth/login"))
+        .body(r#"{"username":"admin","password":"tracing-admin-password"}"#)
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("login body");
+    let token = login["token"].as_str().expect("token");
+
+    let trace_id = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let caller_span_id = "10f067aa0ba902b8";
+    let listed = http
+        .get(format!("http://{edge_address}/v1/campaigns?pageSize=5"))
+        .bearer_auth(token)
+        .header("traceparent", format!("00-{trace_id}-{caller_span_id}-01"))
+        .send()
+        .await
+        .expect("list campaigns");
+    assert_eq!(listed.status(), reqwest::StatusCode::OK);
+
+    let (rest_span, grpc_span) = receiver
+        .wait_for(|spans| {
+            let rest = spans.iter().find(|s| {
+                s.service == "edge" && s.name == "GET /v1/campaigns" && s.trace_id == trace_id
+            })?;
+            let grpc = spans.iter().find(|s| {
+                s.service == "bid-engine"
+                    && s.name == "/admesh.bid.v1.BidEngine/ListCampaigns"
+                    && s.trace_id == trace_id
+            })?;
+            Some((rest.clone(), grpc.clone()))
+        })
+        .await;
+    assert_eq!(
+        rest_span.parent_span_id, caller_span_id,
+        "the REST span is the caller's child"
+    );
+    assert_eq!(
+        grpc_span.parent_span_id, rest_span.span_id,
+        "the gRPC span is the REST call's child"
+    );
+    assert!(edge.terminate().success());
+    assert!(bid_engine.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_spans_two_grpc_hops_and_reaches_the_otlp_receiver() {
+    let (receiver, receiver_address) = start_receiver().await;
 
     let data = tempfile::tempdir().expect("tempdir");
     let common_env = |db: &str| {
@@ -146,28 +249,21 @@ async fn one_trace_spans_two_grpc_hops_and_reaches_the_otlp_receiver() {
         .expect("bid-engine checked");
     assert_eq!(bid_health.status, "serving");
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (diagnose_span, health_span) = loop {
-        let spans = receiver.spans.lock().map(|s| s.clone()).unwrap_or_default();
-        let diagnose = spans.iter().find(|s| {
-            s.service == "agent-service"
-                && s.name == "/admesh.agent.v1.AgentService/Diagnose"
-                && s.trace_id == trace_id
-        });
-        let health = spans.iter().find(|s| {
-            s.service == "bid-engine"
-                && s.name == "/grpc.health.v1.Health/Check"
-                && s.trace_id == trace_id
-        });
-        if let (Some(diagnose), Some(health)) = (diagnose, health) {
-            break (diagnose.clone(), health.clone());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "spans never arrived; received: {spans:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (diagnose_span, health_span) = receiver
+        .wait_for(|spans| {
+            let diagnose = spans.iter().find(|s| {
+                s.service == "agent-service"
+                    && s.name == "/admesh.agent.v1.AgentService/Diagnose"
+                    && s.trace_id == trace_id
+            })?;
+            let health = spans.iter().find(|s| {
+                s.service == "bid-engine"
+                    && s.name == "/grpc.health.v1.Health/Check"
+                    && s.trace_id == trace_id
+            })?;
+            Some((diagnose.clone(), health.clone()))
+        })
+        .await;
     assert_eq!(
         diagnose_span.parent_span_id, caller_span_id,
         "hop 1 is a child of the caller"

@@ -13,15 +13,13 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod driver;
-mod echo;
-mod mesh;
+use admesh_loadgen::{echo, mesh};
 
 use std::time::Duration;
 
 use clap::Parser;
 
-use crate::driver::{Measurement, drive};
+use admesh_loadgen::driver::{Measurement, drive};
 
 #[derive(Debug, Parser)]
 #[command(about = "Serve path vs. a bare tonic echo over the same two hops")]

@@ -485,10 +485,14 @@ impl MeshConfig {
             ("edge.analytics_url", &self.edge.analytics_url),
             ("edge.agent_url", &self.edge.agent_url),
         ] {
-            if !(value.starts_with("http://") || value.starts_with("https://")) {
+            let urls_ok = value
+                .split(',')
+                .map(str::trim)
+                .all(|url| url.starts_with("http://") || url.starts_with("https://"));
+            if !urls_ok {
                 return Err(ConfigError::invalid(
                     key,
-                    "must be an http:// or https:// URL",
+                    "must be an http:// or https:// URL, or a comma-separated list of them",
                 ));
             }
         }

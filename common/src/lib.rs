@@ -30,12 +30,27 @@ pub use services::ServiceKind;
 pub use trace_context::TraceContextInterceptor;
 
 /// A gRPC client channel to `url` that connects on first use, so services
-/// can start in any order.
+/// can start in any order. A comma-separated list of URLs balances calls
+/// across the replicas it names (power of two choices); a replica that
+/// fails is dropped from the list.
 pub fn lazy_channel(url: &str) -> anyhow::Result<tonic::transport::Channel> {
     use anyhow::Context;
-    Ok(tonic::transport::Endpoint::from_shared(url.to_string())
-        .with_context(|| format!("invalid service URL {url:?}"))?
-        .tcp_nodelay(true)
-        .connect_timeout(std::time::Duration::from_secs(2))
-        .connect_lazy())
+    let endpoints = url
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(|url| {
+            Ok(tonic::transport::Endpoint::from_shared(url.to_string())
+                .with_context(|| format!("invalid service URL {url:?}"))?
+                .tcp_nodelay(true)
+                .connect_timeout(std::time::Duration::from_secs(2)))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    match endpoints.as_slice() {
+        [] => anyhow::bail!("no service URL in {url:?}"),
+        [one] => Ok(one.connect_lazy()),
+        _ => Ok(tonic::transport::Channel::balance_list(
+            endpoints.into_iter(),
+        )),
+    }
 }

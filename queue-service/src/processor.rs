@@ -84,6 +84,13 @@ const MAX_ACKS_PER_CALL: usize = 1_000;
 /// Runs until `shutdown`, then finishes the jobs in hand and acknowledges
 /// them.
 pub async fn run(options: ProcessorOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // Leases are held by the queue-service replica that streamed them, so
+    // acknowledgements must go back to that one: no balancing here.
+    anyhow::ensure!(
+        !options.queue_url.contains(','),
+        "a processor talks to one queue-service; got the list {:?}",
+        options.queue_url
+    );
     let channel = admesh_common::lazy_channel(&options.queue_url)?;
     let client = QueueServiceClient::new(channel);
     let worker = Arc::new(Worker::new(client.clone(), options.clone()));

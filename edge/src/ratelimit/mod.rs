@@ -342,8 +342,9 @@ mod tests {
         let known = |route: &str| route == "GET /serve";
         assert!(validate("serve", Scope::Route, "GET /serve", 10.0, 20, known).is_ok());
         assert!(validate("all", Scope::Global, "", 10.0, 20, known).is_ok());
-        let error =
-            |name, scope, id, rate, cap| validate(name, scope, id, rate, cap, known).unwrap_err();
+        let error = |name, scope, id, rate, cap| {
+            validate(name, scope, id, rate, cap, known).expect_err("refused")
+        };
         assert!(error("", Scope::Global, "", 1.0, 1).starts_with("name"));
         assert!(error("x y", Scope::Global, "", 1.0, 1).starts_with("name"));
         assert!(error("x", Scope::Route, "GET /nope", 1.0, 1).starts_with("scope_id"));

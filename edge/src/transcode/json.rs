@@ -429,17 +429,20 @@ mod tests {
     #[test]
     fn unknown_and_mistyped_query_parameters_are_named() {
         let serve = route("GET /serve");
-        let error = build_request(&serve, vec![], Some("userId=u&bogus=1"), b"").unwrap_err();
+        let error =
+            build_request(&serve, vec![], Some("userId=u&bogus=1"), b"").expect_err("refused");
         assert_eq!(error.0, "unknown query parameter bogus");
-        let error = build_request(&serve, vec![], Some("floorCpm=cheap"), b"").unwrap_err();
+        let error =
+            build_request(&serve, vec![], Some("floorCpm=cheap"), b"").expect_err("refused");
         assert!(
             error.0.starts_with("query parameter floorCpm: "),
             "{}",
             error.0
         );
-        let error = build_request(&serve, vec![], Some("deviceType=fridge"), b"").unwrap_err();
+        let error =
+            build_request(&serve, vec![], Some("deviceType=fridge"), b"").expect_err("refused");
         assert!(error.0.contains("DEVICE_TYPE_MOBILE"), "{}", error.0);
-        let error = build_request(&serve, vec![], Some("userId=%ff"), b"").unwrap_err();
+        let error = build_request(&serve, vec![], Some("userId=%ff"), b"").expect_err("refused");
         assert!(error.0.contains("UTF-8"), "{}", error.0);
     }
 
@@ -459,17 +462,25 @@ mod tests {
         );
 
         let unknown = build_request(&submit, vec![], None, br#"{"title":"x","colour":"red"}"#);
-        assert!(unknown.unwrap_err().0.contains("colour"));
+        assert!(unknown.expect_err("refused").0.contains("colour"));
         let mistyped = build_request(&submit, vec![], None, br#"{"priority":"high"}"#);
-        assert!(mistyped.unwrap_err().0.contains("priority"));
+        assert!(mistyped.expect_err("refused").0.contains("priority"));
         let malformed = build_request(&submit, vec![], None, br#"{"title":"#);
-        assert!(malformed.unwrap_err().0.starts_with("malformed JSON body"));
+        assert!(
+            malformed
+                .expect_err("refused")
+                .0
+                .starts_with("malformed JSON body")
+        );
         let not_object = build_request(&submit, vec![], None, b"[1,2]");
-        assert_eq!(not_object.unwrap_err().0, "the JSON body must be an object");
+        assert_eq!(
+            not_object.expect_err("refused").0,
+            "the JSON body must be an object"
+        );
         let query = build_request(&submit, vec![], Some("priority=5"), b"{}");
         assert!(
             query
-                .unwrap_err()
+                .expect_err("refused")
                 .0
                 .contains("unknown query parameter priority")
         );
@@ -481,7 +492,7 @@ mod tests {
             None,
             br#"{"ads":[{"title":"a"},{"priority":true}]}"#,
         );
-        let error = nested.unwrap_err().0;
+        let error = nested.expect_err("refused").0;
         assert!(error.contains("ads[1].priority"), "{error}");
     }
 

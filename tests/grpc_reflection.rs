@@ -174,16 +174,16 @@ async fn metrics_and_edge_health_answer_over_http() {
         .send()
         .await
         .expect("request");
-    assert_eq!(missing.status(), 501);
+    assert_eq!(missing.status(), 404);
     assert_eq!(missing.headers()["x-request-id"], "req-test-1");
     let body: serde_json::Value = missing.json().await.expect("json error body");
-    assert_eq!(body["error"], "UNIMPLEMENTED");
+    assert_eq!(body["error"], "NOT_FOUND");
     assert_eq!(body["requestId"], "req-test-1");
 
     // The JSON log line of that request carries its request and trace ids.
     let logged = mesh.process.wait_for_stdout(|line: &str| {
         let log: serde_json::Value = serde_json::from_str(line).ok()?;
-        (log["message"] == "request failed" && log["request_id"] == "req-test-1").then_some(log)
+        (log["message"] == "request refused" && log["request_id"] == "req-test-1").then_some(log)
     });
     assert_eq!(logged["trace_id"], trace_id, "{logged}");
 }

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod db;
+pub mod deadline;
 pub mod events;
 pub mod grpc_host;
 pub mod grpc_telemetry;

@@ -95,6 +95,10 @@ impl IntoResponse for ApiError {
         let status = self.status.unwrap_or_else(|| http_status(self.code));
         if status.is_server_error() {
             tracing::warn!(code = grpc_code_name(self.code), detail = %self.message, "request failed");
+        } else {
+            // What a caller got wrong (bad input, credentials, limits), with
+            // the request id, for whoever answers their support ticket.
+            tracing::info!(code = grpc_code_name(self.code), detail = %self.message, "request refused");
         }
         // The body needs the request id, which the request middleware owns:
         // it renders the body, once, from this extension.

@@ -270,7 +270,7 @@ async fn transcode_call(
         .headers
         .get("grpc-timeout")
         .and_then(|value| value.to_str().ok())
-        .and_then(transcode::parse_grpc_timeout)
+        .and_then(admesh_common::deadline::parse_grpc_timeout)
         .map_or(gateway.upstream_timeout, |caller| {
             caller.min(gateway.upstream_timeout)
         });
@@ -472,11 +472,7 @@ pub async fn build_gateway(
     );
 
     let openapi = Bytes::from(serde_json::to_vec(&openapi::document(&routes))?);
-    let stats_route = routes
-        .routes()
-        .iter()
-        .find(|route| route.rpc.full_name() == "admesh.queue.v1.QueueService.GetQueueStats")
-        .cloned();
+    let stats_route = routes.find("GET /api/v1/ads/queue/stats").cloned();
     let stats_upstreams = upstreams.clone();
     let stats: feed::StatsSource = Arc::new(move || {
         let route = stats_route.clone();

@@ -392,9 +392,7 @@ mod tests {
     fn route(key: &str) -> Arc<Route> {
         let table = RouteTable::from_pool(&descriptor_pool().expect("pool")).expect("routes");
         table
-            .routes()
-            .iter()
-            .find(|route| route.key == key)
+            .find(key)
             .unwrap_or_else(|| panic!("no route {key}"))
             .clone()
     }

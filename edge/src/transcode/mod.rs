@@ -91,36 +91,3 @@ impl Upstreams {
         Ok(response.into_inner())
     }
 }
-
-/// A `grpc-timeout` header value (`100m`, `2S`) as a duration.
-pub fn parse_grpc_timeout(text: &str) -> Option<Duration> {
-    if text.len() < 2 || text.len() > 9 {
-        return None;
-    }
-    let (digits, unit) = text.split_at(text.len() - 1);
-    let value: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(value.checked_mul(3600)?),
-        "M" => Duration::from_secs(value.checked_mul(60)?),
-        "S" => Duration::from_secs(value),
-        "m" => Duration::from_millis(value),
-        "u" => Duration::from_micros(value),
-        "n" => Duration::from_nanos(value),
-        _ => return None,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_timeouts_parse_by_unit() {
-        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
-        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_grpc_timeout("10x"), None);
-        assert_eq!(parse_grpc_timeout("m"), None);
-        assert_eq!(parse_grpc_timeout("1234567890S"), None);
-    }
-}

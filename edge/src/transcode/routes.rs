@@ -122,6 +122,11 @@ impl RouteTable {
         &self.routes
     }
 
+    /// The route named `"GET /serve"`-style, as rate-limit rules name it.
+    pub fn find(&self, key: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|route| route.key == key)
+    }
+
     /// The route for `method` and the raw (still percent-encoded) `path`;
     /// `segments` are its decoded segments.
     pub fn lookup(&self, method: &Method, path: &str, segments: &[String]) -> Lookup<'_> {
@@ -369,9 +374,7 @@ mod tests {
         let table = table();
         let route = |key: &str| {
             table
-                .routes()
-                .iter()
-                .find(|route| route.key == key)
+                .find(key)
                 .unwrap_or_else(|| panic!("no route {key}"))
                 .clone()
         };

@@ -20,6 +20,7 @@ const EXPECTED_TABLES: &[&str] = &[
     "campaigns",
     "clicks",
     "commands",
+    "edge_settings",
     "event_stream",
     "events_log",
     "frequency_counts",

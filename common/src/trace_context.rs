@@ -160,6 +160,11 @@ impl Injector for HeaderInjector<'_> {
 
 /// The OTel context carried by `headers` (empty when there is none).
 pub fn extract_context(headers: &http::HeaderMap) -> opentelemetry::Context {
+    // The propagator is W3C trace context: without `traceparent` there is
+    // nothing to extract, and most requests have none.
+    if !headers.contains_key("traceparent") {
+        return opentelemetry::Context::new();
+    }
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.extract(&HeaderExtractor(headers))
     })

@@ -302,6 +302,9 @@ fn scalar_value(kind: &Kind, text: &str) -> Result<Value, String> {
 /// An enum value by its name, its name without the enum's prefix in any
 /// case (`mobile`, `Mobile` for `DEVICE_TYPE_MOBILE`), or its number.
 pub fn enum_number(descriptor: &EnumDescriptor, text: &str) -> Option<i32> {
+    if let Ok(number) = text.parse::<i32>() {
+        return descriptor.get_value(number).map(|value| value.number());
+    }
     if let Some(value) = descriptor.get_value_by_name(text) {
         return Some(value.number());
     }
@@ -310,11 +313,9 @@ pub fn enum_number(descriptor: &EnumDescriptor, text: &str) -> Option<i32> {
         return Some(value.number());
     }
     let prefix = enum_prefix(descriptor);
-    if let Some(value) = descriptor.get_value_by_name(&format!("{prefix}{wanted}")) {
-        return Some(value.number());
-    }
-    let number: i32 = text.parse().ok()?;
-    descriptor.get_value(number).map(|value| value.number())
+    descriptor
+        .get_value_by_name(&format!("{prefix}{wanted}"))
+        .map(|value| value.number())
 }
 
 /// `DEVICE_TYPE_` for `DeviceType`: the prefix every value name shares.

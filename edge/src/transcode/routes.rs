@@ -59,8 +59,9 @@ pub enum Lookup<'a> {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     routes: Vec<Arc<Route>>,
-    /// Templates without variables, by (method, path): most requests.
-    literal: HashMap<(Method, String), usize>,
+    /// Templates without variables, by method and path: most requests,
+    /// found without allocating.
+    literal: HashMap<Method, HashMap<String, usize>>,
     /// The rest, most literal segments first, so `/api/v1/ads/analytics`
     /// beats `/api/v1/ads/{ad_id}`.
     patterned: Vec<usize>,
@@ -107,8 +108,11 @@ impl RouteTable {
     fn add(&mut self, route: Route) -> anyhow::Result<()> {
         let index = self.routes.len();
         if route.template.is_literal() {
-            let key = (route.method.clone(), route.template.as_str().to_string());
-            if self.literal.insert(key, index).is_some() {
+            let by_path = self.literal.entry(route.method.clone()).or_default();
+            if by_path
+                .insert(route.template.as_str().to_string(), index)
+                .is_some()
+            {
                 bail!("two RPCs bind {}", route.key);
             }
         } else {
@@ -130,7 +134,11 @@ impl RouteTable {
     /// The route for `method` and the raw (still percent-encoded) `path`;
     /// `segments` are its decoded segments.
     pub fn lookup(&self, method: &Method, path: &str, segments: &[String]) -> Lookup<'_> {
-        if let Some(&index) = self.literal.get(&(method.clone(), path.to_string())) {
+        if let Some(&index) = self
+            .literal
+            .get(method)
+            .and_then(|by_path| by_path.get(path))
+        {
             return Lookup::Found(&self.routes[index], Vec::new());
         }
         for &index in &self.patterned {

@@ -94,11 +94,18 @@ async fn bare_serve(
         .await
         .map_err(|_| axum::http::StatusCode::BAD_GATEWAY)?
         .into_inner();
+    // The whole message, as the edge answers it: a fair comparison.
     Ok(Json(serde_json::json!({
         "filled": answer.filled,
+        "noFillReason": "NO_FILL_REASON_UNSPECIFIED",
         "adId": answer.ad_id,
         "campaignId": answer.campaign_id,
+        "title": answer.title,
+        "imageUrl": answer.image_url,
+        "redirectUrl": answer.redirect_url,
         "bidPrice": answer.bid_price.to_string(),
+        "impressionId": answer.impression_id,
+        "clickTrackingUrl": answer.click_tracking_url,
     })))
 }
 
@@ -121,11 +128,12 @@ async fn start_edge(
     ad_server: SocketAddr,
     stop: CancellationToken,
     dir: &std::path::Path,
+    file: &str,
 ) -> anyhow::Result<SocketAddr> {
     let mut config = MeshConfig::default();
     config.edge.ad_server_url = format!("http://{ad_server}");
     config.edge.admin_password = admesh_common::Secret::new("edge-bench-password");
-    let url = format!("sqlite://{}", dir.join("edge.db").display());
+    let url = format!("sqlite://{}", dir.join(file).display());
     let context = ServiceContext {
         config: Arc::new(config),
         database: Database::connect_and_migrate(&url, 4).await?,
@@ -248,11 +256,15 @@ async fn main() -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let mesh = ServePath::start(args.campaigns, None).await?;
     let echo = EchoTwoHop::start().await?;
-    let edge = start_edge(mesh.ad_server, stop.clone(), dir.path()).await?;
+    let edge = start_edge(mesh.ad_server, stop.clone(), dir.path(), "edge.db").await?;
+    // The edge alone: the same edge in front of the bare echo, so its own
+    // cost shows apart from the serve path's.
+    let edge_on_echo = start_edge(echo.front, stop.clone(), dir.path(), "edge-echo.db").await?;
     let bare = start_bare(echo.front, stop.clone()).await?;
     let queries = query_strings(1000);
     let first = format!("/serve?{}", queries[0]);
     wait_ok(edge, &first).await?;
+    wait_ok(edge_on_echo, &first).await?;
     wait_ok(bare, &first).await?;
     let script = dir.path().join("serve.lua");
     std::fs::write(&script, wrk_script(&queries))?;
@@ -261,20 +273,17 @@ async fn main() -> anyhow::Result<()> {
         mesh.ad_server, echo.front
     );
 
-    let mut edge_results = Vec::new();
-    let mut bare_results = Vec::new();
+    let targets = [
+        ("bare axum → tonic echo, 2 hops", bare),
+        ("AdMesh edge → tonic echo, 2 hops", edge_on_echo),
+        ("AdMesh edge → Serve, 2 hops", edge),
+    ];
+    let mut results: Vec<Vec<WrkResult>> = vec![Vec::new(); targets.len()];
     for round in 0..args.rounds {
-        let order = if round % 2 == 0 {
-            [true, false]
-        } else {
-            [false, true]
-        };
-        for is_edge in order {
-            let (address, name) = if is_edge {
-                (edge, "edge")
-            } else {
-                (bare, "bare axum echo")
-            };
+        // Rotate who goes first, so drift hurts no target more than another.
+        for step in 0..targets.len() {
+            let which = (step + round) % targets.len();
+            let (name, address) = targets[which];
             let result = run_wrk(&args, &script, address).await?;
             eprintln!(
                 "round {} {name}: {:.0} req/s, p99 {:.2} ms",
@@ -282,35 +291,30 @@ async fn main() -> anyhow::Result<()> {
                 result.requests_per_sec,
                 result.p99_ms
             );
-            if is_edge {
-                edge_results.push(result);
-            } else {
-                bare_results.push(result);
-            }
+            results[which].push(result);
         }
     }
-    let edge_median = median(&mut edge_results);
-    let bare_median = median(&mut bare_results);
+    let medians: Vec<WrkResult> = results.iter_mut().map(|r| median(r)).collect();
     println!(
         "\n{} campaigns, wrk -t{} -c{}, {} s per measurement, median of {} rounds\n",
         args.campaigns, args.threads, args.connections, args.seconds, args.rounds
     );
     println!("| target | req/s | p50 ms | p99 ms | non-2xx |");
     println!("|---|---:|---:|---:|---:|");
-    for (name, result) in [
-        ("bare axum → tonic echo, 2 hops", bare_median),
-        ("AdMesh edge → Serve, 2 hops", edge_median),
-    ] {
+    for ((name, _), result) in targets.iter().zip(&medians) {
         println!(
             "| {name} | {:.0} | {:.2} | {:.2} | {} |",
             result.requests_per_sec, result.p50_ms, result.p99_ms, result.non_2xx
         );
     }
-    println!(
-        "\nedge/bare throughput {:.2}×, p99 {:.2}× the bare echo's",
-        edge_median.requests_per_sec / bare_median.requests_per_sec,
-        edge_median.p99_ms / bare_median.p99_ms
-    );
+    let bare_median = medians[0];
+    for ((name, _), result) in targets.iter().zip(&medians).skip(1) {
+        println!(
+            "\n{name} / bare: throughput {:.2}×, p99 {:.2}×",
+            result.requests_per_sec / bare_median.requests_per_sec,
+            result.p99_ms / bare_median.p99_ms
+        );
+    }
     stop.cancel();
     echo.stop();
     mesh.stop().await;

@@ -294,21 +294,34 @@ impl QueueStore for EmbeddedQueue {
         });
         pending.committed().await?;
         let now = now_millis();
-        let state = self.state.lock();
-        let order = state.ordered_ids(now);
-        let positions: HashMap<&str, u64> = order
-            .iter()
-            .enumerate()
-            .map(|(index, id)| (id.as_str(), index as u64 + 1))
-            .collect();
-        Ok(ids
-            .iter()
-            .filter_map(|id| state.jobs.get(id))
-            .map(|job| JobView {
-                position: positions.get(job.id.as_str()).copied(),
-                job: job.clone(),
-            })
-            .collect())
+        let views: Vec<Result<JobView, String>> = {
+            let state = self.state.lock();
+            let order = state.ordered_ids(now);
+            let positions: HashMap<&str, u64> = order
+                .iter()
+                .enumerate()
+                .map(|(index, id)| (id.as_str(), index as u64 + 1))
+                .collect();
+            ids.into_iter()
+                .map(|id| match state.jobs.get(&id) {
+                    Some(job) => Ok(JobView {
+                        position: positions.get(job.id.as_str()).copied(),
+                        job: job.clone(),
+                    }),
+                    // A fast processor may have finished it already, and
+                    // finished jobs live only in SQL.
+                    None => Err(id),
+                })
+                .collect()
+        };
+        let mut answers = Vec::with_capacity(views.len());
+        for view in views {
+            match view {
+                Ok(view) => answers.push(view),
+                Err(id) => answers.extend(self.get(&id).await?),
+            }
+        }
+        Ok(answers)
     }
 
     async fn get(&self, id: &str) -> StoreResult<Option<JobView>> {

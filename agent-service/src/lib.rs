@@ -5,6 +5,8 @@
 //! command parser lands, never a made-up result.
 
 pub mod diagnose;
+pub mod intent;
+pub mod parser;
 
 use admesh_common::{GrpcService, ServiceContext, ServiceKind, serve_grpc};
 use admesh_proto::agent::v1::{

@@ -48,6 +48,13 @@ enum Command {
         /// The agent-service to call.
         #[arg(long, default_value = "http://127.0.0.1:50055")]
         url: String,
+        /// The role to act with (the gRPC port is for trusted callers; the
+        /// REST edge sets the role from the caller's login instead).
+        #[arg(long, default_value = "operator", value_parser = ["viewer", "operator", "admin"])]
+        role: String,
+        /// Print the whole answer as JSON, not just its message.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -87,7 +94,13 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Up { no_demo } => crate::up::up(config, !no_demo).await,
             Command::Processor(args) => processor(&config, args).await,
             Command::Health => health(&config).await,
-            Command::Agent { text, dry_run, url } => agent(&url, text, dry_run).await,
+            Command::Agent {
+                text,
+                dry_run,
+                url,
+                role,
+                json,
+            } => agent(&url, text, dry_run, &role, json).await,
             Command::Serve { .. } => anyhow::bail!("`admesh serve` runs outside the CLI runtime"),
         }
     });
@@ -126,18 +139,41 @@ async fn health(config: &MeshConfig) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn agent(url: &str, text: String, dry_run: bool) -> anyhow::Result<ExitCode> {
+async fn agent(
+    url: &str,
+    text: String,
+    dry_run: bool,
+    role: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     use admesh_proto::agent::v1::{CommandRequest, agent_service_client::AgentServiceClient};
     let mut client = AgentServiceClient::new(admesh_common::lazy_channel(url)?);
-    let request = CommandRequest {
+    let mut request = tonic::Request::new(CommandRequest {
         command: text,
         dry_run,
         use_fallback: false,
-    };
+    });
+    let user = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    for (key, value) in [("x-admesh-role", role), ("x-admesh-user", user.as_str())] {
+        if let Ok(value) = value.parse() {
+            request.metadata_mut().insert(key, value);
+        }
+    }
     match client.command(request).await {
         Ok(response) => {
             let response = response.into_inner();
-            println!("{}", response.message);
+            if json {
+                let value = admesh_agent_service::execute::json_of(
+                    &response,
+                    "admesh.agent.v1.CommandResponse",
+                );
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                println!("{}", response.message);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(status) => {

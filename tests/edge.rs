@@ -326,21 +326,21 @@ async fn seed_rest_examples_work_through_the_edge() {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.error_code(), "NOT_FOUND");
 
-    // Seed 000: the agent's REST path is routed to the agent-service, which
-    // answers honestly until it is built.
+    // Seed 000: the agent's REST path.
     let command = edge
         .post(
             "/api/v1/agent/command",
             Some(&admin),
-            json!({"command": "show the next 5 ads"}),
+            json!({"command": "Change priority to 5 for all ads in the RPG-Fantasy family"}),
         )
         .await;
-    assert!(
-        command.status == StatusCode::OK || command.status == StatusCode::NOT_IMPLEMENTED,
-        "{} {}",
-        command.status,
-        command.body
-    );
+    assert_eq!(command.status, StatusCode::OK, "{}", command.body);
+    assert!(command.body["commandId"].is_string());
+    assert_eq!(command.body["status"], "COMMAND_STATUS_EXECUTED");
+    assert_eq!(command.body["intent"]["name"], "change_priority");
+    assert_eq!(command.body["result"]["gameFamily"], "RPG-Fantasy");
+    assert_eq!(command.body["result"]["newPriority"], 5.0);
+    assert!(command.body["result"]["adsModified"].is_number());
 
     // Health, readiness and metrics are public.
     assert_eq!(edge.get("/health", None).await.status, StatusCode::OK);

@@ -102,7 +102,7 @@ async fn grpcurl_lists_describes_and_health_checks_every_service() {
     ]);
     assert!(ok && answer.contains("\"JOB_STATUS_QUEUED\""), "{answer}");
 
-    // Not built yet: an honest UNIMPLEMENTED, never a made-up answer.
+    // The agent lists its commands; an unknown method is UNIMPLEMENTED.
     let agent = mesh.address("agent-service").to_string();
     let (ok, answer) = run_grpcurl(&[
         "-plaintext",
@@ -111,7 +111,15 @@ async fn grpcurl_lists_describes_and_health_checks_every_service() {
         &agent,
         "admesh.agent.v1.AgentService/ListSupportedCommands",
     ]);
-    assert!(!ok && answer.contains("Unimplemented"), "{answer}");
+    assert!(ok && answer.contains("change_priority"), "{answer}");
+    let (ok, answer) = run_grpcurl(&[
+        "-plaintext",
+        "-d",
+        "{}",
+        &agent,
+        "admesh.agent.v1.AgentService/NoSuchMethod",
+    ]);
+    assert!(!ok, "{answer}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,6 +19,7 @@ use crate::{
     audit::{self, CommandRow},
     execute::{ExecError, Executor},
     intent::Intent,
+    llm::LlmProvider,
     parser::{self, ParseError},
 };
 
@@ -52,14 +53,24 @@ impl Caller {
 }
 
 pub const PROVIDER_OFFLINE: &str = "offline";
+pub const PROVIDER_LLM: &str = "llm";
+
+/// What a command runs with.
+#[derive(Clone, Debug)]
+pub struct Context<'a> {
+    pub executor: &'a Executor,
+    pub database: &'a Database,
+    /// Set when an LLM provider is configured.
+    pub llm: Option<&'a LlmProvider>,
+}
 
 /// Runs one command and records it, whatever the outcome.
 pub async fn handle(
-    executor: &Executor,
-    database: &Database,
+    context: &Context<'_>,
     caller: &Caller,
     request: CommandRequest,
 ) -> Result<CommandResponse, Status> {
+    let (executor, database) = (context.executor, context.database);
     let started = Instant::now();
     let command_id = uuid::Uuid::now_v7().to_string();
     let mut row = CommandRow {
@@ -76,7 +87,16 @@ pub async fn handle(
         dry_run: request.dry_run,
         created_at_ms: now_millis(),
     };
-    let outcome = run(executor, caller, &request, &mut row).await;
+    let mut fallback_reason = String::new();
+    let outcome = run(
+        context.llm,
+        executor,
+        caller,
+        &request,
+        &mut row,
+        &mut fallback_reason,
+    )
+    .await;
     row.duration_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
     if let Err(error) = audit::record(database, &row).await {
         // The command ran; losing its audit row is an operations problem,
@@ -104,21 +124,50 @@ pub async fn handle(
         message,
         execution_time: Some(timestamp(row.created_at_ms)),
         processing_duration: prost_types::Duration::try_from(started.elapsed()).ok(),
-        provider: PROVIDER_OFFLINE.into(),
-        fallback_reason: String::new(),
+        provider: row.provider.into(),
+        fallback_reason,
     })
 }
 
+/// The intent: from the model when one is configured (and the caller did
+/// not ask for the offline parser), else, or when the model fails, from the
+/// offline parser, saying why.
+async fn understand(
+    llm: Option<&LlmProvider>,
+    request: &CommandRequest,
+    row: &mut CommandRow,
+    fallback_reason: &mut String,
+) -> Result<Intent, ParseError> {
+    parser::check_text(&request.command)?;
+    if let Some(llm) = llm.filter(|_| !request.use_fallback) {
+        match llm.parse(&request.command).await {
+            Ok(intent) => {
+                row.provider = PROVIDER_LLM;
+                return Ok(intent);
+            }
+            Err(error) => {
+                tracing::warn!(reason = %error, "the LLM provider failed; parsing offline");
+                *fallback_reason = format!("{error}; the offline parser answered");
+            }
+        }
+    }
+    parser::parse(&request.command)
+}
+
 async fn run(
+    llm: Option<&LlmProvider>,
     executor: &Executor,
     caller: &Caller,
     request: &CommandRequest,
     row: &mut CommandRow,
+    fallback_reason: &mut String,
 ) -> Result<(Intent, Value, String), Status> {
-    let intent = parser::parse(&request.command).map_err(|error| {
-        row.error = error.to_string();
-        Status::new(parse_error_code(&error), error.to_string())
-    })?;
+    let intent = understand(llm, request, row, fallback_reason)
+        .await
+        .map_err(|error| {
+            row.error = error.to_string();
+            Status::new(parse_error_code(&error), error.to_string())
+        })?;
     row.intent = Some(intent_json(&intent));
     if intent.mutating() && !request.dry_run && !caller.may_change_state() {
         let who = if caller.user.is_empty() {

@@ -5,7 +5,9 @@
 //! other services ([`execute`]) or dry-runs it, and records it in the
 //! commands audit table ([`audit`]). `Diagnose` checks every service
 //! ([`diagnose`]); `ListActivity` reads the activity log ([`activity`]).
-//! An LLM provider is not built yet: every command is parsed offline.
+//! With `agent.llm_url` set, an OpenAI-compatible model reads the sentence
+//! first through tool calling ([`llm`]); the offline parser answers when it
+//! fails.
 
 pub mod activity;
 pub mod audit;
@@ -13,6 +15,7 @@ pub mod command;
 pub mod diagnose;
 pub mod execute;
 pub mod intent;
+pub mod llm;
 pub mod parser;
 
 use admesh_common::{
@@ -44,6 +47,7 @@ pub struct AgentServiceImpl {
     probe: MeshProbe,
     executor: Executor,
     database: Database,
+    llm: Option<llm::LlmProvider>,
 }
 
 impl AgentServiceImpl {
@@ -52,8 +56,22 @@ impl AgentServiceImpl {
             probe: MeshProbe::from_config(&context.config)?,
             executor: Executor::new(&context.config, context.database.clone())?,
             database: context.database.clone(),
+            llm: llm_provider(&context.config)?,
         })
     }
+}
+
+fn llm_provider(config: &admesh_common::MeshConfig) -> anyhow::Result<Option<llm::LlmProvider>> {
+    let agent = &config.agent;
+    if agent.llm_url.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(llm::LlmProvider::new(
+        &agent.llm_url,
+        &agent.llm_model,
+        agent.llm_api_key.clone(),
+        std::time::Duration::from_millis(agent.llm_timeout_ms),
+    )?))
 }
 
 fn storage(error: anyhow::Error) -> Status {
@@ -68,14 +86,14 @@ impl AgentService for AgentServiceImpl {
         request: Request<CommandRequest>,
     ) -> Result<Response<CommandResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata());
-        command::handle(
-            &self.executor,
-            &self.database,
-            &caller,
-            request.into_inner(),
-        )
-        .await
-        .map(Response::new)
+        let context = command::Context {
+            executor: &self.executor,
+            database: &self.database,
+            llm: self.llm.as_ref(),
+        };
+        command::handle(&context, &caller, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_supported_commands(

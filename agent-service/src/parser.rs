@@ -60,8 +60,9 @@ fn quote_all(examples: &[&str]) -> String {
         .join(", ")
 }
 
-/// Parses one sentence into an intent.
-pub fn parse(text: &str) -> Result<Intent, ParseError> {
+/// What any command must be before a parser (or a model) sees it:
+/// non-empty, at most [`MAX_COMMAND_CHARS`], no control characters.
+pub fn check_text(text: &str) -> Result<(), ParseError> {
     let chars = text.chars().count();
     if text.trim().is_empty() {
         return Err(ParseError::Empty);
@@ -72,6 +73,12 @@ pub fn parse(text: &str) -> Result<Intent, ParseError> {
     if text.chars().any(|c| c.is_control() && !c.is_whitespace()) {
         return Err(ParseError::ControlCharacters);
     }
+    Ok(())
+}
+
+/// Parses one sentence into an intent.
+pub fn parse(text: &str) -> Result<Intent, ParseError> {
+    check_text(text)?;
     let sentence = Sentence::new(text);
     let mut matches: Vec<(&'static str, Result<Intent, String>)> = Vec::new();
     for rule in RULES {

@@ -281,6 +281,14 @@ pub struct AgentConfig {
     pub queue_url: String,
     pub bid_engine_url: String,
     pub analytics_url: String,
+    /// Root of an OpenAI-compatible API (e.g. `http://127.0.0.1:8000/v1`);
+    /// empty = every command is parsed offline.
+    pub llm_url: String,
+    pub llm_model: String,
+    /// Sent as a bearer token; never logged.
+    pub llm_api_key: Secret,
+    /// Past this the agent falls back to the offline parser.
+    pub llm_timeout_ms: u64,
 }
 
 impl Default for AgentConfig {
@@ -291,6 +299,10 @@ impl Default for AgentConfig {
             queue_url: "http://127.0.0.1:50053".into(),
             bid_engine_url: "http://127.0.0.1:50052".into(),
             analytics_url: "http://127.0.0.1:50054".into(),
+            llm_url: String::new(),
+            llm_model: "gpt-4o-mini".into(),
+            llm_api_key: Secret::default(),
+            llm_timeout_ms: 5_000,
         }
     }
 }
@@ -495,6 +507,22 @@ impl MeshConfig {
                     "must be an http:// or https:// URL, or a comma-separated list of them",
                 ));
             }
+        }
+        let llm_url = &self.agent.llm_url;
+        if !(llm_url.is_empty()
+            || llm_url.starts_with("http://")
+            || llm_url.starts_with("https://"))
+        {
+            return Err(ConfigError::invalid(
+                "agent.llm_url",
+                "must be an http:// or https:// URL, or empty",
+            ));
+        }
+        if !(1..=120_000).contains(&self.agent.llm_timeout_ms) {
+            return Err(ConfigError::invalid(
+                "agent.llm_timeout_ms",
+                "must be between 1 and 120000",
+            ));
         }
         if !(60..=30 * 86_400).contains(&self.edge.token_ttl_secs) {
             return Err(ConfigError::invalid(

@@ -159,17 +159,32 @@ async fn wait_until_known(address: std::net::SocketAddr) {
 
 /// Every job reached COMPLETED with exactly one `completed` audit event,
 /// and no job anywhere in the database completed twice.
-async fn assert_each_job_processed_once(rest: &Rest, tally: &Tally, database_url: &str) {
+async fn assert_each_job_processed_once(
+    rest: &Rest,
+    tally: &Tally,
+    database_url: &str,
+    logs: &dyn Fn() -> String,
+) {
     for id in &tally.jobs {
-        support::eventually(
-            &format!("job {id} completes"),
-            Duration::from_secs(90),
-            || async {
+        let mut last = Value::Null;
+        let completed = tokio::time::timeout(Duration::from_secs(90), async {
+            loop {
                 let (status, job) = rest.get(&format!("/api/v1/ads/{id}")).await;
-                (status == StatusCode::OK && job["status"] == "JOB_STATUS_COMPLETED").then_some(())
-            },
-        )
+                if status == StatusCode::OK && job["status"] == "JOB_STATUS_COMPLETED" {
+                    return;
+                }
+                last = job;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
         .await;
+        if completed.is_err() {
+            let (_, events) = rest.get(&format!("/api/v1/ads/{id}/events")).await;
+            panic!(
+                "job {id} never completed: {last}\naudit trail: {events}\nlogs:\n{}",
+                logs()
+            );
+        }
         // A call may still meet the killed replica once before the edge's
         // balancer drops it.
         let events =
@@ -352,7 +367,7 @@ async fn a_cluster_of_processes_keeps_its_guarantees_through_sigkills() {
             &[],
         )
     };
-    let _processor_1 = processor(queue_a_address, "p1");
+    let processor_1 = processor(queue_a_address, "p1");
     let mut processor_2 = processor(queue_a_address, "p2");
     let _processor_3 = processor(queue_b_address, "p3");
 
@@ -425,8 +440,35 @@ async fn a_cluster_of_processes_keeps_its_guarantees_through_sigkills() {
         "every impression the budget pays for, no more"
     );
     assert_budget_and_analytics(&rest, &tally, &campaign_id).await;
-    assert_each_job_processed_once(&rest, &tally, &postgres.url).await;
+    let prefix = format!("{{admesh:queue:{unique}}}");
+    let logs = || {
+        let redis_state = (|| -> redis::RedisResult<String> {
+            let client = redis::Client::open(redis_url())?;
+            let mut connection = client.get_connection()?;
+            let leases: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                .arg(format!("{prefix}:leases"))
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query(&mut connection)?;
+            Ok(format!(
+                "leases now={} {leases:?}",
+                admesh_common::time::now_millis()
+            ))
+        })()
+        .unwrap_or_else(|error| error.to_string());
+        std::iter::once(redis_state)
+            .chain(
+                [&queue_a, &processor_1]
+                    .iter()
+                    .flat_map(|process| process.stdout())
+                    .filter(|line| !line.contains("\"INFO\"")),
+            )
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_each_job_processed_once(&rest, &tally, &postgres.url, &logs).await;
 
-    drop((bid_a, queue_a, analytics_a, ad_server, edge));
+    drop((bid_a, queue_a, analytics_a, ad_server, edge, processor_1));
     postgres.drop_database().await;
 }

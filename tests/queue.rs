@@ -1179,3 +1179,106 @@ async fn killing_admesh_up_mid_processing_loses_no_job_and_does_none_twice() {
     .expect("count");
     assert_eq!((jobs, twice), (JOBS as i64, 0));
 }
+
+/// Cluster profile: a replica that wrote a change to Redis and died before
+/// its SQL mirror committed leaves the change in the outbox; another
+/// replica's sweep writes it to SQL with its audit event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_lost_between_redis_and_sql_is_recovered_from_the_outbox() {
+    let queue = Queue::cluster(&[("ADMESH_QUEUE__EMBEDDED_PROCESSORS", "0")]).await;
+    let prefix = queue
+        .env
+        .iter()
+        .find(|(key, _)| *key == "ADMESH_REDIS__QUEUE_PREFIX")
+        .map(|(_, value)| value.clone())
+        .expect("prefix");
+    let job = queue
+        .client()
+        .submit_ad(ad("Lost completion", "Recovery", 3))
+        .await
+        .expect("submit")
+        .into_inner();
+
+    // What a replica killed mid-write leaves: the job completed in Redis
+    // (gone from the active hash and indexes) and in the outbox, written
+    // long enough ago, but not in SQL.
+    let client = redis::Client::open(support::redis_url()).expect("redis");
+    let mut redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let raw: String = redis::cmd("HGET")
+        .arg(format!("{prefix}:jobs"))
+        .arg(&job.ad_id)
+        .query_async(&mut redis)
+        .await
+        .expect("job in Redis");
+    let mut lost: serde_json::Value = serde_json::from_str(&raw).expect("job JSON");
+    lost["status"] = "completed".into();
+    lost["version"] = (lost["version"].as_i64().expect("version") + 2).into();
+    let now = admesh_common::time::now_millis();
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("HDEL")
+        .arg(format!("{prefix}:jobs"))
+        .arg(&job.ad_id)
+        .ignore()
+        .cmd("ZREM")
+        .arg(format!("{prefix}:ready"))
+        .arg(&job.ad_id)
+        .ignore()
+        .cmd("ZREM")
+        .arg(format!("{prefix}:deadline"))
+        .arg(&job.ad_id)
+        .ignore()
+        .cmd("ZADD")
+        .arg(format!("{prefix}:outbox"))
+        .arg(now - 60_000)
+        .arg(lost.to_string())
+        .ignore()
+        .query_async(&mut redis)
+        .await
+        .expect("simulate the lost write");
+
+    let mut client = queue.client();
+    let events = support::eventually(
+        "the sweep recovers the change",
+        Duration::from_secs(30),
+        || {
+            let mut client = client.clone();
+            let id = job.ad_id.clone();
+            async move {
+                let events = client
+                    .list_job_events(pb::ListJobEventsRequest { ad_id: id })
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .events;
+                events
+                    .iter()
+                    .any(|e| e.kind == "completed")
+                    .then_some(events)
+            }
+        },
+    )
+    .await;
+    let recovered = events
+        .iter()
+        .find(|e| e.kind == "completed")
+        .expect("event");
+    assert_eq!(recovered.cause, "recovery");
+    let now_stored = client
+        .get_ad(pb::GetAdRequest {
+            ad_id: job.ad_id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(now_stored.status, pb::JobStatus::Completed as i32);
+    let left: i64 = redis::cmd("ZCARD")
+        .arg(format!("{prefix}:outbox"))
+        .query_async(&mut redis)
+        .await
+        .expect("outbox size");
+    assert_eq!(left, 0, "mirrored entries leave the outbox");
+}

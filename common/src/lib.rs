@@ -32,8 +32,10 @@ pub use trace_context::TraceContextInterceptor;
 
 /// A gRPC client channel to `url` that connects on first use, so services
 /// can start in any order. A comma-separated list of URLs balances calls
-/// across the replicas it names (power of two choices); a replica that
-/// fails is dropped from the list.
+/// across the replicas it names (power of two choices). A replica whose
+/// connection fails is dropped by the balancer, so every replica is offered
+/// again every [`REPLICA_REFRESH`]: one that came back (or only hiccuped)
+/// takes traffic again.
 pub fn lazy_channel(url: &str) -> anyhow::Result<tonic::transport::Channel> {
     use anyhow::Context;
     let endpoints = url

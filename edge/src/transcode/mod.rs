@@ -35,7 +35,13 @@ impl std::fmt::Display for TransportError {
     }
 }
 
-impl std::error::Error for TransportError {}
+impl std::error::Error for TransportError {
+    // tonic looks down the source chain to tell a broken connection
+    // (UNAVAILABLE) from an unknown failure.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
 
 /// Every service's descriptors in one pool.
 pub fn descriptor_pool() -> anyhow::Result<DescriptorPool> {

@@ -13,6 +13,13 @@
 //! one read, and puts them in the right indexes. A replica that dies between
 //! the two leaves claimed jobs in `leases` with a short provisional expiry;
 //! the expiry sweep of any replica puts them back.
+//!
+//! Every write also lands in `{prefix}:outbox` (the written job's JSON, by
+//! write time), in the same script, and leaves it once the SQL mirror has
+//! committed it. A replica killed between the two (Redis written, SQL not
+//! yet) leaves the entry behind; the sweep of any replica mirrors entries
+//! older than [`RECOVER_AFTER_MS`], so SQL never misses a state, and records
+//! the audit event of a status change it recovers.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -30,7 +37,7 @@ use crate::{
     analysis::Analysis,
     job::{Job, JobStatus, job_of_lease},
     ordering::{deadline, priority_score},
-    records::{JobFilter, JobRecords, WriteBatch},
+    records::{JobEvent, JobFilter, JobRecords, WriteBatch},
     retry::random_retry_delay_ms,
     settings::QueueSettings,
     transitions::{self, Failure, Transition},
@@ -77,15 +84,17 @@ end
 return out
 "#;
 
-/// ARGV: count, then per job: id, expected version ('0' = must be new),
-/// JSON ('' = delete), then the ready, deadline, delayed and lease scores
-/// ('' = not in that index). Answers 1 (written) or 0 (changed meanwhile).
+/// ARGV: count, now, then per job: id, expected version ('0' = must be
+/// new), JSON ('' = delete), the ready, deadline, delayed and lease scores
+/// ('' = not in that index), and the job's JSON for the outbox. Answers 1
+/// (written) or 0 (changed meanwhile).
 const CAS_SCRIPT: &str = r#"
-local jobs, ready, deadline, delayed, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local jobs, ready, deadline, delayed, leases, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local count = tonumber(ARGV[1])
+local now = ARGV[2]
 local results = {}
 for i = 0, count - 1 do
-  local base = 2 + i * 7
+  local base = 3 + i * 8
   local id, expected, json = ARGV[base], ARGV[base + 1], ARGV[base + 2]
   local raw = redis.call('HGET', jobs, id)
   local ok
@@ -104,6 +113,7 @@ for i = 0, count - 1 do
       if ARGV[base + 5] ~= '' then redis.call('ZADD', delayed, ARGV[base + 5], id) end
       if ARGV[base + 6] ~= '' then redis.call('ZADD', leases, ARGV[base + 6], id) end
     end
+    redis.call('ZADD', outbox, now, ARGV[base + 7])
     results[#results + 1] = 1
   else
     results[#results + 1] = 0
@@ -112,9 +122,12 @@ end
 return results
 "#;
 
+/// An outbox entry this old is taken to belong to a dead replica.
+pub const RECOVER_AFTER_MS: i64 = 10_000;
+
 pub struct RedisQueue {
     redis: Redis,
-    keys: [String; 5],
+    keys: [String; 6],
     records: JobRecords,
     writer: GroupCommit,
     settings: Mutex<QueueSettings>,
@@ -148,7 +161,7 @@ impl RedisQueue {
         defaults: QueueSettings,
     ) -> anyhow::Result<Arc<Self>> {
         let settings = records.load_settings().await?.unwrap_or(defaults);
-        let keys = ["jobs", "ready", "deadline", "delayed", "leases"]
+        let keys = ["jobs", "ready", "deadline", "delayed", "leases", "outbox"]
             .map(|name| format!("{prefix}:{name}"));
         Ok(Arc::new(Self {
             redis,
@@ -197,12 +210,13 @@ impl RedisQueue {
             for key in &self.keys {
                 invocation.key(key);
             }
-            invocation.arg(chunk.len());
+            invocation.arg(chunk.len()).arg(now);
             for write in chunk {
                 let job = &write.job;
                 let [ready, deadline_score, delayed, lease] = index_scores(job, now);
+                let encoded = serde_json::to_string(job).context("encoding a job")?;
                 let json = if job.status.is_active() {
-                    serde_json::to_string(job).context("encoding a job")?
+                    encoded.clone()
                 } else {
                     String::new()
                 };
@@ -213,7 +227,8 @@ impl RedisQueue {
                     .arg(ready)
                     .arg(deadline_score)
                     .arg(delayed)
-                    .arg(lease);
+                    .arg(lease)
+                    .arg(encoded);
             }
             let results: Vec<i64> = invocation
                 .invoke_async(&mut self.redis.connection())
@@ -249,11 +264,100 @@ impl RedisQueue {
     /// Applies the transitions that were written to the SQL mirror and the
     /// audit trail (awaited).
     async fn mirror(&self, transitions: Vec<Transition>) -> StoreResult<()> {
+        if transitions.is_empty() {
+            return Ok(());
+        }
+        // The outbox holds each written job as the CAS encoded it; the same
+        // value encodes to the same text.
+        let entries: Vec<String> = transitions
+            .iter()
+            .filter_map(|(job, _)| serde_json::to_string(job).ok())
+            .collect();
         self.writer
             .enqueue(batch_of(transitions))
             .committed()
             .await?;
+        self.clear_outbox(&entries).await
+    }
+
+    async fn clear_outbox(&self, entries: &[String]) -> StoreResult<()> {
+        for chunk in entries.chunks(500) {
+            let _: i64 = redis::cmd("ZREM")
+                .arg(self.outbox_key())
+                .arg(chunk)
+                .query_async(&mut self.redis.connection())
+                .await
+                .context("clearing the outbox")?;
+        }
         Ok(())
+    }
+
+    fn outbox_key(&self) -> &str {
+        &self.keys[5]
+    }
+
+    /// Mirrors writes whose replica died before its SQL commit: outbox
+    /// entries older than [`RECOVER_AFTER_MS`]. A state SQL already has (or
+    /// a newer one) only leaves the outbox; a lost status change is written
+    /// with its audit event, caused by "recovery".
+    async fn recover_outbox(&self, now: i64) -> StoreResult<usize> {
+        let stale: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.outbox_key())
+            .arg("-inf")
+            .arg(now - RECOVER_AFTER_MS)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(500)
+            .query_async(&mut self.redis.connection())
+            .await
+            .context("reading the outbox")?;
+        if stale.is_empty() {
+            return Ok(0);
+        }
+        let mut latest: HashMap<String, Job> = HashMap::new();
+        for entry in &stale {
+            let Ok(job) = serde_json::from_str::<Job>(entry) else {
+                continue;
+            };
+            if latest
+                .get(&job.id)
+                .is_none_or(|seen| seen.version < job.version)
+            {
+                latest.insert(job.id.clone(), job);
+            }
+        }
+        let ids: Vec<String> = latest.keys().cloned().collect();
+        let stored: HashMap<String, Job> = self
+            .records
+            .get_many(&ids)
+            .await?
+            .into_iter()
+            .map(|job| (job.id.clone(), job))
+            .collect();
+        let mut recovered = Vec::new();
+        for job in latest.into_values() {
+            let known = stored.get(&job.id);
+            if known.is_some_and(|known| known.version >= job.version) {
+                continue;
+            }
+            let events = match known {
+                Some(known) if known.status == job.status => Vec::new(),
+                _ => vec![JobEvent::of(
+                    &job,
+                    recovered_kind(job.status),
+                    "recovery",
+                    "recorded from Redis after the replica that made the change stopped".into(),
+                    job.updated_at,
+                )],
+            };
+            recovered.push((job, events));
+        }
+        let count = recovered.len();
+        if !recovered.is_empty() {
+            self.writer.enqueue(batch_of(recovered)).committed().await?;
+        }
+        self.clear_outbox(&stale).await?;
+        Ok(count)
     }
 
     /// Reads the job `lease` names, changes it with `change` while the lease
@@ -385,6 +489,17 @@ fn batch_of(transitions: Vec<Transition>) -> WriteBatch {
         batch.push(transition);
     }
     batch
+}
+
+/// The audit event of a status reached in a write that is recovered.
+fn recovered_kind(status: JobStatus) -> &'static str {
+    match status {
+        JobStatus::Queued => "requeued",
+        JobStatus::Processing => "leased",
+        JobStatus::Completed => "completed",
+        JobStatus::Failed => "failed",
+        JobStatus::Dead => "dead",
+    }
 }
 
 /// The scores of `job` in (ready, deadline, delayed, leases); empty = not
@@ -817,6 +932,11 @@ impl QueueStore for RedisQueue {
         // Settings changed by another replica arrive here, once a sweep.
         if let Ok(Some(settings)) = self.records.load_settings().await {
             *self.settings.lock() = settings;
+        }
+        match self.recover_outbox(now_millis()).await {
+            Ok(0) => {}
+            Ok(recovered) => tracing::warn!(recovered, "mirrored writes a stopped replica left"),
+            Err(error) => tracing::warn!(error = %error, "recovering the outbox failed"),
         }
         let settings = self.settings();
         let now = now_millis();

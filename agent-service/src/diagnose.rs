@@ -1,7 +1,15 @@
 //! Diagnose the mesh: the gRPC health of every service, checked from here
-//! with the caller's trace context, and findings with recommended actions.
+//! with the caller's trace context; each service's error rate and p99
+//! latency against its SLO, from its own metrics ([`crate::slo`]); and
+//! findings with recommended actions.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use crate::slo::{self, Snapshot};
 
 use admesh_common::{
     MeshConfig,
@@ -20,21 +28,62 @@ const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 /// Health clients for every service the agent can reach.
 #[derive(Clone, Debug)]
 pub struct MeshProbe {
-    services: Vec<(&'static str, RemoteHealthClient)>,
+    /// (name, health client, metrics URL).
+    services: Vec<(&'static str, RemoteHealthClient, String)>,
     queue: QueueServiceClient<InterceptedService<Channel, TraceContextInterceptor>>,
+    http: reqwest::Client,
+    /// Each service's figures at the last diagnosis.
+    previous: Arc<Mutex<HashMap<&'static str, Snapshot>>>,
 }
 
 impl MeshProbe {
     pub fn from_config(config: &MeshConfig) -> anyhow::Result<Self> {
         let mut services = Vec::new();
         for (service, url) in config.agent_targets() {
-            services.push((service.name(), remote_health_client(url)?));
+            // A replica list: the first replica's figures stand for it.
+            let first = url
+                .split(',')
+                .next()
+                .unwrap_or(url)
+                .trim()
+                .trim_end_matches('/');
+            services.push((
+                service.name(),
+                remote_health_client(url)?,
+                format!("{first}/metrics"),
+            ));
         }
         let queue = QueueServiceClient::with_interceptor(
             lazy_channel(&config.agent.queue_url)?,
             TraceContextInterceptor,
         );
-        Ok(Self { services, queue })
+        Ok(Self {
+            services,
+            queue,
+            http: reqwest::Client::builder()
+                .timeout(HEALTH_CHECK_TIMEOUT)
+                .build()?,
+            previous: Arc::default(),
+        })
+    }
+
+    /// The service's RPC figures since the last diagnosis, when its metrics
+    /// answer.
+    async fn figures(&self, name: &'static str, metrics_url: &str) -> Option<Snapshot> {
+        let text = self
+            .http
+            .get(metrics_url)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let now = slo::parse(&text, name);
+        let mut previous = self.previous.lock().unwrap_or_else(|e| e.into_inner());
+        let window = slo::since(&now, previous.get(name));
+        previous.insert(name, now);
+        Some(window)
     }
 
     /// Checks every service concurrently and explains what is wrong.
@@ -42,7 +91,17 @@ impl MeshProbe {
         let checks = self
             .services
             .iter()
-            .map(|(name, client)| check_one(name, client));
+            .map(|(name, client, metrics)| async move {
+                let (mut health, figures) =
+                    tokio::join!(check_one(name, client), self.figures(name, metrics));
+                if let Some(figures) = figures {
+                    health.error_rate = figures.error_rate();
+                    health.p99_latency = figures
+                        .p99()
+                        .and_then(|p99| prost_types::Duration::try_from(p99).ok());
+                }
+                health
+            });
         let (services, queue_backlog) =
             tokio::join!(futures_util::future::join_all(checks), self.queue_backlog());
         let mut findings = findings_for(&services);
@@ -96,14 +155,55 @@ async fn check_one(name: &'static str, client: &RemoteHealthClient) -> ServiceHe
         service: name.into(),
         status: status.as_str().into(),
         latency: prost_types::Duration::try_from(started.elapsed()).ok(),
-        // Not measured yet: left unset rather than reported as 0.
+        // Filled from the service's metrics when they answer; unset (not
+        // 0) when they do not.
         error_rate: None,
         p99_latency: None,
     }
 }
 
-/// One finding per service that is not serving, with what to do about it.
+/// Findings: every service that is not serving, and every one past its
+/// error-rate or latency objective, with what to do about it.
 pub fn findings_for(services: &[ServiceHealth]) -> Vec<Finding> {
+    let mut findings = health_findings(services);
+    for service in services {
+        let objective = slo::objective(&service.service);
+        if let Some(rate) = service.error_rate
+            && rate > objective.error_rate
+        {
+            findings.push(Finding {
+                severity: "warning".into(),
+                title: format!("{} fails {:.1}% of its RPCs", service.service, rate * 100.0),
+                detail: format!(
+                    "objective: under {:.1}% (server-side failures since the last diagnosis)",
+                    objective.error_rate * 100.0
+                ),
+                recommended_action: "read its recent errors (\"show errors from the service in the last hour\") and check its dependencies".into(),
+            });
+        }
+        let p99 = service
+            .p99_latency
+            .as_ref()
+            .and_then(|d| Duration::try_from(*d).ok());
+        if let Some(p99) = p99
+            && p99 > objective.p99
+        {
+            findings.push(Finding {
+                severity: "warning".into(),
+                title: format!(
+                    "{} p99 latency is up to {} ms",
+                    service.service,
+                    p99.as_millis()
+                ),
+                detail: format!("objective: p99 under {} ms", objective.p99.as_millis()),
+                recommended_action: "add replicas or CPU, or look for a slow dependency".into(),
+            });
+        }
+    }
+    findings
+}
+
+fn health_findings(services: &[ServiceHealth]) -> Vec<Finding> {
     services
         .iter()
         .filter_map(|service| {
@@ -151,5 +251,39 @@ mod tests {
         assert!(findings[0].title.contains("queue-service"));
         assert!(findings[1].title.contains("unreachable"));
         assert!(findings.iter().all(|f| f.severity == "critical"));
+    }
+
+    #[test]
+    fn services_past_their_objectives_are_warnings() {
+        let mut slow = health("bid-engine", "serving");
+        slow.p99_latency = Some(prost_types::Duration {
+            seconds: 0,
+            nanos: 100_000_000,
+        });
+        slow.error_rate = Some(0.0);
+        let mut failing = health("queue-service", "serving");
+        failing.error_rate = Some(0.05);
+        let mut fine = health("ad-server", "serving");
+        fine.p99_latency = Some(prost_types::Duration {
+            seconds: 0,
+            nanos: 5_000_000,
+        });
+        fine.error_rate = Some(0.001);
+        let findings = findings_for(&[slow, failing, fine]);
+        let titles: Vec<&str> = findings.iter().map(|f| f.title.as_str()).collect();
+        assert_eq!(findings.len(), 2, "{titles:?}");
+        assert!(
+            titles
+                .iter()
+                .any(|t| t.contains("queue-service fails 5.0%")),
+            "{titles:?}"
+        );
+        assert!(
+            titles
+                .iter()
+                .any(|t| t.contains("bid-engine p99 latency is up to 100 ms")),
+            "{titles:?}"
+        );
+        assert!(findings.iter().all(|f| f.severity == "warning"));
     }
 }

@@ -17,6 +17,7 @@ pub mod execute;
 pub mod intent;
 pub mod llm;
 pub mod parser;
+pub mod slo;
 
 use admesh_common::{
     Database, GrpcService, ServiceContext, ServiceKind, serve_grpc, time::timestamp,

@@ -40,6 +40,10 @@ struct Args {
     /// Rounds; the median is reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Drive only this target (`bare`, `edge-echo` or `edge`), e.g. to
+    /// profile it alone.
+    #[arg(long, value_parser = ["bare", "edge-echo", "edge"])]
+    only: Option<String>,
 }
 
 /// The same deterministic mix as `admesh-loadgen`, as query strings.
@@ -284,6 +288,10 @@ async fn main() -> anyhow::Result<()> {
         for step in 0..targets.len() {
             let which = (step + round) % targets.len();
             let (name, address) = targets[which];
+            let short = ["bare", "edge-echo", "edge"][which];
+            if args.only.as_deref().is_some_and(|only| only != short) {
+                continue;
+            }
             let result = run_wrk(&args, &script, address).await?;
             eprintln!(
                 "round {} {name}: {:.0} req/s, p99 {:.2} ms",
@@ -293,6 +301,13 @@ async fn main() -> anyhow::Result<()> {
             );
             results[which].push(result);
         }
+    }
+    if args.only.is_some() {
+        stop.cancel();
+        echo.stop();
+        mesh.stop().await;
+        telemetry.shutdown();
+        return Ok(());
     }
     let medians: Vec<WrkResult> = results.iter_mut().map(|r| median(r)).collect();
     println!(

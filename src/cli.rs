@@ -157,7 +157,8 @@ async fn agent(
         "cli:{}",
         std::env::var("USER").unwrap_or_else(|_| "unknown".into())
     );
-    for (key, value) in [("x-admesh-role", role), ("x-admesh-user", user.as_str())] {
+    use admesh_common::identity::{ROLE_METADATA, USER_METADATA};
+    for (key, value) in [(ROLE_METADATA, role), (USER_METADATA, user.as_str())] {
         if let Ok(value) = value.parse() {
             request.metadata_mut().insert(key, value);
         }

@@ -9,6 +9,7 @@ use tonic::{Code, Status};
 
 use admesh_common::{
     Database,
+    identity::Role,
     time::{now_millis, timestamp},
 };
 use admesh_proto::agent::v1::{
@@ -27,28 +28,19 @@ use crate::{
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Caller {
     pub user: String,
-    /// "viewer", "operator", "admin"; empty when the edge did not say.
-    pub role: String,
+    /// None when the call did not say (it may read, not change).
+    pub role: Option<Role>,
 }
 
 impl Caller {
     pub fn from_metadata(metadata: &tonic::metadata::MetadataMap) -> Self {
-        let get = |key: &str| {
-            metadata
-                .get(key)
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or_default()
-                .to_string()
-        };
-        Self {
-            user: get("x-admesh-user"),
-            role: get("x-admesh-role"),
-        }
+        let (user, role) = admesh_common::identity::caller(metadata);
+        Self { user, role }
     }
 
     /// Whether the caller may change state.
     pub fn may_change_state(&self) -> bool {
-        matches!(self.role.as_str(), "operator" | "admin")
+        self.role.is_some_and(Role::may_change_state)
     }
 }
 
@@ -82,7 +74,7 @@ pub async fn handle(
         error: String::new(),
         duration_us: 0,
         user: caller.user.clone(),
-        role: caller.role.clone(),
+        role: caller.role.map_or("", Role::as_str).to_string(),
         provider: PROVIDER_OFFLINE,
         dry_run: request.dry_run,
         created_at_ms: now_millis(),
@@ -178,11 +170,7 @@ async fn run(
         let message = format!(
             "{} changes state and needs the operator or admin role; {who} has {}",
             intent.name(),
-            if caller.role.is_empty() {
-                "none"
-            } else {
-                caller.role.as_str()
-            }
+            caller.role.map_or("none", Role::as_str)
         );
         row.error = message.clone();
         return Err(Status::permission_denied(message));
@@ -280,7 +268,7 @@ mod tests {
         ] {
             let caller = Caller {
                 user: "u".into(),
-                role: role.into(),
+                role: Role::parse(role),
             };
             assert_eq!(caller.may_change_state(), allowed, "{role}");
         }

@@ -10,6 +10,7 @@ pub mod events;
 pub mod grpc_host;
 pub mod grpc_telemetry;
 pub mod health;
+pub mod identity;
 pub mod metrics;
 pub mod redis_conn;
 pub mod runner;

@@ -19,10 +19,6 @@ use crate::{
     ratelimit::{self, RateLimiter, Rule, Scope},
 };
 
-/// Metadata the edge sets for the services: who is calling.
-pub const USER_METADATA: &str = "x-admesh-user";
-pub const ROLE_METADATA: &str = "x-admesh-role";
-
 #[derive(Clone, Debug)]
 pub struct EdgeAdminService {
     pub auth: Authenticator,
@@ -31,16 +27,8 @@ pub struct EdgeAdminService {
     pub route_keys: Arc<Vec<String>>,
 }
 
-fn caller_role<T>(request: &Request<T>) -> Option<Role> {
-    request
-        .metadata()
-        .get(ROLE_METADATA)
-        .and_then(|value| value.to_str().ok())
-        .and_then(Role::parse)
-}
-
 fn require_admin<T>(request: &Request<T>) -> Result<(), Status> {
-    match caller_role(request) {
+    match admesh_common::identity::caller(request.metadata()).1 {
         Some(Role::Admin) => Ok(()),
         Some(_) => Err(Status::permission_denied("this needs the admin role")),
         None => Err(Status::unauthenticated("this needs an admin's credentials")),

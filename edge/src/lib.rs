@@ -30,11 +30,14 @@ use tokio::net::TcpListener;
 use tonic::{Code, metadata::MetadataMap};
 use tracing::Instrument;
 
-use admesh_common::{ServiceContext, ServiceKind};
+use admesh_common::{
+    ServiceContext, ServiceKind,
+    identity::{ROLE_METADATA, USER_METADATA},
+};
 use admesh_proto::edge::v1::edge_admin_server::EdgeAdminServer;
 
 use crate::{
-    admin::{EdgeAdminService, ROLE_METADATA, USER_METADATA},
+    admin::EdgeAdminService,
     auth::{Authenticator, Identity, authorize, store::AuthStore, tokens::TokenIssuer},
     error::{ApiError, RequestId},
     feed::Feed,

@@ -25,13 +25,8 @@ use crate::{
 /// Who made a call, for the audit trail: the user the edge names in
 /// `x-admesh-user`, else "api".
 fn actor<T>(request: &Request<T>) -> String {
-    request
-        .metadata()
-        .get("x-admesh-user")
-        .and_then(|value| value.to_str().ok())
-        .filter(|user| !user.is_empty())
-        .map(|user| user.chars().take(100).collect())
-        .unwrap_or_else(|| "api".into())
+    let (user, _) = admesh_common::identity::caller(request.metadata());
+    if user.is_empty() { "api".into() } else { user }
 }
 
 /// The recent processing rate, recomputed at most once a second.

@@ -6,7 +6,7 @@
 pub mod store;
 pub mod tokens;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use http::HeaderMap;
 use tonic::Code;
@@ -14,51 +14,7 @@ use tonic::Code;
 use self::{store::AuthStore, tokens::TokenIssuer};
 use crate::error::ApiError;
 
-/// A caller's role; each includes the ones before it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    Viewer,
-    Operator,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "viewer" => Some(Role::Viewer),
-            "operator" => Some(Role::Operator),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-
-    /// From `admesh.common.v1.Role`.
-    pub fn from_proto(value: i32) -> Option<Self> {
-        match admesh_proto::common::v1::Role::try_from(value).ok()? {
-            admesh_proto::common::v1::Role::Viewer => Some(Role::Viewer),
-            admesh_proto::common::v1::Role::Operator => Some(Role::Operator),
-            admesh_proto::common::v1::Role::Admin => Some(Role::Admin),
-            admesh_proto::common::v1::Role::Unspecified => None,
-        }
-    }
-
-    pub fn to_proto(self) -> i32 {
-        use admesh_proto::common::v1::Role as Proto;
-        match self {
-            Role::Viewer => Proto::Viewer as i32,
-            Role::Operator => Proto::Operator as i32,
-            Role::Admin => Proto::Admin as i32,
-        }
-    }
-}
+pub use admesh_common::identity::Role;
 
 /// What a route needs (from the RPC's `admesh.common.v1.rest` option).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,9 +134,6 @@ impl Authenticator {
     }
 }
 
-/// How long a login's token is valid unless configured otherwise.
-pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,15 +171,5 @@ mod tests {
                 assert_eq!(got, status, "{access:?} as {role:?}");
             }
         }
-    }
-
-    #[test]
-    fn roles_round_trip_through_text_and_proto() {
-        for role in [Role::Viewer, Role::Operator, Role::Admin] {
-            assert_eq!(Role::parse(role.as_str()), Some(role));
-            assert_eq!(Role::from_proto(role.to_proto()), Some(role));
-        }
-        assert_eq!(Role::parse("root"), None);
-        assert_eq!(Role::from_proto(0), None);
     }
 }

@@ -148,7 +148,7 @@ async fn wait_ready(edge: &Edge) {
 }
 
 /// A campaign on `placement` created through the edge; returns its id.
-async fn create_campaign(edge: &Edge, token: &str, placement: &str) -> Value {
+async fn create_campaign(mesh: &Mesh, edge: &Edge, token: &str, placement: &str) -> Value {
     let created = edge
         .post(
             "/v1/campaigns",
@@ -168,13 +168,19 @@ async fn create_campaign(edge: &Edge, token: &str, placement: &str) -> Value {
             }),
         )
         .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(
+        created.status,
+        StatusCode::CREATED,
+        "{}\n{}",
+        created.body,
+        mesh.problems()
+    );
     created.body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_rest_examples_work_through_the_edge() {
-    let (_mesh, edge) = start_mesh(&[]);
+    let (mesh, edge) = start_mesh(&[]);
     wait_ready(&edge).await;
     let admin = edge.login("admin", ADMIN_PASSWORD).await;
 
@@ -239,7 +245,7 @@ async fn seed_rest_examples_work_through_the_edge() {
     }
 
     // Seed 003: serve with the documented query, then click tracking.
-    let campaign = create_campaign(&edge, &admin, "placement-edge-1").await;
+    let campaign = create_campaign(&mesh, &edge, &admin, "placement-edge-1").await;
     let campaign_id = campaign["id"].as_str().expect("id").to_string();
     let served = edge
         .get(
@@ -351,12 +357,12 @@ async fn seed_rest_examples_work_through_the_edge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transcoding_binds_paths_queries_nested_bodies_enums_and_int64() {
-    let (_mesh, edge) = start_mesh(&[]);
+    let (mesh, edge) = start_mesh(&[]);
     wait_ready(&edge).await;
     let admin = edge.login("admin", ADMIN_PASSWORD).await;
 
     // body: "campaign" with nested messages, repeated enums written loosely.
-    let campaign = create_campaign(&edge, &admin, "placement-edge-2").await;
+    let campaign = create_campaign(&mesh, &edge, &admin, "placement-edge-2").await;
     let id = campaign["id"].as_str().expect("id");
     assert_eq!(campaign["bidPrice"], "20000000", "int64 as a string");
     assert_eq!(

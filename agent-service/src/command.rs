@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use tonic::{Code, Status};
+use tonic::Status;
 
 use admesh_common::{
     Database,
@@ -158,7 +158,7 @@ async fn run(
         .await
         .map_err(|error| {
             row.error = error.to_string();
-            Status::new(parse_error_code(&error), error.to_string())
+            Status::invalid_argument(error.to_string())
         })?;
     row.intent = Some(intent_json(&intent));
     if intent.mutating() && !request.dry_run && !caller.may_change_state() {
@@ -195,10 +195,6 @@ async fn run(
             Err(Status::unavailable(message))
         }
     }
-}
-
-fn parse_error_code(_error: &ParseError) -> Code {
-    Code::InvalidArgument
 }
 
 fn truncate(text: &str, chars: usize) -> String {

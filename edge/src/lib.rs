@@ -49,7 +49,7 @@ use crate::{
     transcode::{
         Upstreams,
         json::{BadRequest, build_request, response_json},
-        routes::{Lookup, Route, RouteTable},
+        routes::{Answer, Lookup, Route, RouteTable},
         template::split_path,
     },
 };
@@ -237,18 +237,22 @@ async fn transcode_call(
     };
     authorize(route.access, identity.as_ref())?;
 
-    let client = identity.as_ref().map_or_else(
-        || format!("ip:{}", peer.as_deref().unwrap_or("unknown")),
-        |identity| identity.subject.clone(),
-    );
-    *limit = gateway.limiter.check(&route.key, &client).await;
+    *limit = gateway
+        .limiter
+        .check(&route.key, || {
+            identity.as_ref().map_or_else(
+                || format!("ip:{}", peer.as_deref().unwrap_or("unknown")),
+                |identity| identity.subject.clone(),
+            )
+        })
+        .await;
     if let Some(decision) = limit
         && !decision.allowed
     {
         return Err(ApiError::new(
             Code::ResourceExhausted,
             format!(
-                "rate limit of {} exceeded for {client}; retry in {} s",
+                "rate limit of {} exceeded; retry in {} s",
                 route.key, decision.retry_after_secs
             ),
         ));
@@ -286,24 +290,20 @@ async fn transcode_call(
     respond(&route, &reply)
 }
 
-/// Click tracking (`AdServer.Click`) is where HTTP semantics demand their
-/// own answer: a browser following `GET /v1/click` gets a 302 to the ad's
-/// landing page; the seed's `POST /click` answers 204.
-pub fn is_click_tracking(route: &Route) -> bool {
-    route.rpc.full_name() == "admesh.adserver.v1.AdServer.Click"
-}
-
 fn respond(route: &Route, reply: &DynamicMessage) -> Result<Response, ApiError> {
-    if is_click_tracking(route) {
-        if route.method != Method::GET {
-            return Ok(StatusCode::NO_CONTENT.into_response());
+    match route.answer {
+        Answer::Json => {}
+        Answer::NoContent => return Ok(StatusCode::NO_CONTENT.into_response()),
+        Answer::Redirect => {
+            let location = reply
+                .get_field_by_name("redirect_url")
+                .and_then(|value| value.as_str().map(str::to_owned))
+                .and_then(|url| HeaderValue::from_str(&url).ok())
+                .ok_or_else(|| {
+                    ApiError::new(Code::Internal, "the click has no valid redirect URL")
+                })?;
+            return Ok((StatusCode::FOUND, [(header::LOCATION, location)]).into_response());
         }
-        let location = reply
-            .get_field_by_name("redirect_url")
-            .and_then(|value| value.as_str().map(str::to_owned))
-            .and_then(|url| HeaderValue::from_str(&url).ok())
-            .ok_or_else(|| ApiError::new(Code::Internal, "the click has no valid redirect URL"))?;
-        return Ok((StatusCode::FOUND, [(header::LOCATION, location)]).into_response());
     }
     let body = response_json(route, reply)
         .map_err(|why| ApiError::new(Code::Internal, format!("rendering the answer: {why}")))?;

@@ -4,13 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use http::Method;
 use prost_reflect::{FieldDescriptor, FileDescriptor, Kind, MessageDescriptor};
 use serde_json::{Value, json};
 
 use crate::{
     auth::Access,
-    transcode::routes::{BodyRule, Route, RouteTable},
+    transcode::routes::{Answer, BodyRule, Route, RouteTable},
 };
 
 /// The document, as JSON.
@@ -128,12 +127,12 @@ fn responses(route: &Route, schemas: &mut Schemas) -> Value {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     });
     let mut responses = serde_json::Map::new();
-    if crate::is_click_tracking(route) && route.method == Method::GET {
+    if route.answer == Answer::Redirect {
         responses.insert(
             "302".into(),
             json!({"description": "Redirect to the ad's landing page (Location)."}),
         );
-    } else if crate::is_click_tracking(route) {
+    } else if route.answer == Answer::NoContent {
         responses.insert("204".into(), json!({"description": "Click recorded."}));
     } else {
         let output = match &route.response_body {

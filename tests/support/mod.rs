@@ -222,6 +222,20 @@ impl Mesh {
     pub fn url(&self, service: &str) -> String {
         format!("http://{}", self.address(service))
     }
+
+    /// The mesh's warning and error log lines, for a failing assertion's
+    /// message: the cause behind a safe error answer.
+    pub fn problems(&self) -> String {
+        self.process
+            .stdout()
+            .into_iter()
+            .filter(|line| {
+                (line.contains("\"WARN\"") || line.contains("\"ERROR\""))
+                    && !line.contains("dependency unavailable")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 /// `admesh serve <service>` on an ephemeral port; answers the process and

@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
 
-use admesh_common::{Database, on_pool, time::now_millis};
+use admesh_common::{Database, on_pool};
 
 use self::{bucket::Decision, store::BucketStore};
 
@@ -169,10 +169,16 @@ impl RateLimiter {
     /// applies; otherwise the most restrictive decision. A bucket store that
     /// fails lets the request through (availability over strictness) and
     /// says so in the log.
-    pub async fn check(&self, route: &str, client: &str) -> Option<Decision> {
+    /// `client` names the caller (`user:…`, `key:…`, `ip:…`); it is only
+    /// asked for when there are rules.
+    pub async fn check(&self, route: &str, client: impl FnOnce() -> String) -> Option<Decision> {
         let rules = self.rules.load();
+        if rules.is_empty() {
+            return None;
+        }
+        let client = client();
         let mut verdict: Option<Decision> = None;
-        for (bucket, rule) in applicable(&rules, route, client) {
+        for (bucket, rule) in applicable(&rules, route, &client) {
             match self
                 .buckets
                 .take(&bucket, rule.capacity, rule.refill_rate)
@@ -277,10 +283,6 @@ impl RateLimiter {
         });
         self.reload().await?;
         Ok(deleted > 0)
-    }
-
-    pub fn now_ms() -> i64 {
-        now_millis()
     }
 }
 

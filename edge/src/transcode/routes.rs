@@ -23,6 +23,18 @@ pub enum BodyRule {
     Field(FieldDescriptor),
 }
 
+/// How a success is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The response message as JSON, with the route's success status.
+    Json,
+    /// 302 to the response's `redirect_url`: click tracking followed by a
+    /// browser (`GET /v1/click`), where HTTP semantics demand it.
+    Redirect,
+    /// 204: the seed's `POST /click`.
+    NoContent,
+}
+
 /// One HTTP binding of an RPC.
 #[derive(Clone, Debug)]
 pub struct Route {
@@ -34,6 +46,7 @@ pub struct Route {
     pub response_body: Option<FieldDescriptor>,
     pub access: Access,
     pub success: StatusCode,
+    pub answer: Answer,
     /// `/package.Service/Method`.
     pub grpc_path: PathAndQuery,
     /// `"GET /api/v1/ads/{ad_id}"`: what rate-limit rules and metrics name.
@@ -246,7 +259,14 @@ impl Route {
             rpc.parent_service().full_name(),
             rpc.name()
         ))?;
+        // Click tracking is the one RPC whose HTTP answer is not its JSON.
+        let answer = match (name, &method) {
+            ("admesh.adserver.v1.AdServer.Click", &Method::GET) => Answer::Redirect,
+            ("admesh.adserver.v1.AdServer.Click", _) => Answer::NoContent,
+            _ => Answer::Json,
+        };
         Ok(Self {
+            answer,
             key: format!("{method} {path}"),
             method,
             template,

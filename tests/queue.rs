@@ -1217,6 +1217,7 @@ async fn a_change_lost_between_redis_and_sql_is_recovered_from_the_outbox() {
     lost["status"] = "completed".into();
     lost["version"] = (lost["version"].as_i64().expect("version") + 2).into();
     let now = admesh_common::time::now_millis();
+    let entry = format!("{}:{}", job.ad_id, lost["version"]);
     let _: () = redis::pipe()
         .atomic()
         .cmd("HDEL")
@@ -1234,6 +1235,11 @@ async fn a_change_lost_between_redis_and_sql_is_recovered_from_the_outbox() {
         .cmd("ZADD")
         .arg(format!("{prefix}:outbox"))
         .arg(now - 60_000)
+        .arg(&entry)
+        .ignore()
+        .cmd("HSET")
+        .arg(format!("{prefix}:outbox_jobs"))
+        .arg(&entry)
         .arg(lost.to_string())
         .ignore()
         .query_async(&mut redis)
@@ -1281,4 +1287,10 @@ async fn a_change_lost_between_redis_and_sql_is_recovered_from_the_outbox() {
         .await
         .expect("outbox size");
     assert_eq!(left, 0, "mirrored entries leave the outbox");
+    let payloads: i64 = redis::cmd("HLEN")
+        .arg(format!("{prefix}:outbox_jobs"))
+        .query_async(&mut redis)
+        .await
+        .expect("outbox payloads");
+    assert_eq!(payloads, 0, "and their payloads with them");
 }

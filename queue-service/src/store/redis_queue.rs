@@ -14,9 +14,10 @@
 //! the two leaves claimed jobs in `leases` with a short provisional expiry;
 //! the expiry sweep of any replica puts them back.
 //!
-//! Every write also lands in `{prefix}:outbox` (the written job's JSON, by
-//! write time), in the same script, and leaves it once the SQL mirror has
-//! committed it. A replica killed between the two (Redis written, SQL not
+//! Every write also lands in the outbox, in the same script:
+//! `{prefix}:outbox` (`id:version` by write time) and `{prefix}:outbox_jobs`
+//! (`id:version` → the written job's JSON); it leaves once the SQL mirror
+//! has committed it. A replica killed between the two (Redis written, SQL not
 //! yet) leaves the entry behind; the sweep of any replica mirrors entries
 //! older than [`RECOVER_AFTER_MS`], so SQL never misses a state, and records
 //! the audit event of a status change it recovers.
@@ -86,15 +87,17 @@ return out
 
 /// ARGV: count, now, then per job: id, expected version ('0' = must be
 /// new), JSON ('' = delete), the ready, deadline, delayed and lease scores
-/// ('' = not in that index), and the job's JSON for the outbox. Answers 1
-/// (written) or 0 (changed meanwhile).
+/// ('' = not in that index), the outbox entry (`id:version`), and the
+/// job's JSON for the outbox when it is leaving the hash (JSON '';
+/// otherwise the JSON above is used, not sent twice). Answers 1 (written)
+/// or 0 (changed meanwhile).
 const CAS_SCRIPT: &str = r#"
-local jobs, ready, deadline, delayed, leases, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local jobs, ready, deadline, delayed, leases, outbox, outbox_jobs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local count = tonumber(ARGV[1])
 local now = ARGV[2]
 local results = {}
 for i = 0, count - 1 do
-  local base = 3 + i * 8
+  local base = 3 + i * 9
   local id, expected, json = ARGV[base], ARGV[base + 1], ARGV[base + 2]
   local raw = redis.call('HGET', jobs, id)
   local ok
@@ -113,7 +116,10 @@ for i = 0, count - 1 do
       if ARGV[base + 5] ~= '' then redis.call('ZADD', delayed, ARGV[base + 5], id) end
       if ARGV[base + 6] ~= '' then redis.call('ZADD', leases, ARGV[base + 6], id) end
     end
-    redis.call('ZADD', outbox, now, ARGV[base + 7])
+    local entry, payload = ARGV[base + 7], json
+    if payload == '' then payload = ARGV[base + 8] end
+    redis.call('HSET', outbox_jobs, entry, payload)
+    redis.call('ZADD', outbox, now, entry)
     results[#results + 1] = 1
   else
     results[#results + 1] = 0
@@ -127,7 +133,7 @@ pub const RECOVER_AFTER_MS: i64 = 10_000;
 
 pub struct RedisQueue {
     redis: Redis,
-    keys: [String; 6],
+    keys: [String; 7],
     records: JobRecords,
     writer: GroupCommit,
     settings: Mutex<QueueSettings>,
@@ -161,8 +167,16 @@ impl RedisQueue {
         defaults: QueueSettings,
     ) -> anyhow::Result<Arc<Self>> {
         let settings = records.load_settings().await?.unwrap_or(defaults);
-        let keys = ["jobs", "ready", "deadline", "delayed", "leases", "outbox"]
-            .map(|name| format!("{prefix}:{name}"));
+        let keys = [
+            "jobs",
+            "ready",
+            "deadline",
+            "delayed",
+            "leases",
+            "outbox",
+            "outbox_jobs",
+        ]
+        .map(|name| format!("{prefix}:{name}"));
         Ok(Arc::new(Self {
             redis,
             keys,
@@ -215,10 +229,10 @@ impl RedisQueue {
                 let job = &write.job;
                 let [ready, deadline_score, delayed, lease] = index_scores(job, now);
                 let encoded = serde_json::to_string(job).context("encoding a job")?;
-                let json = if job.status.is_active() {
-                    encoded.clone()
+                let (json, leaving) = if job.status.is_active() {
+                    (encoded, String::new())
                 } else {
-                    String::new()
+                    (String::new(), encoded)
                 };
                 invocation
                     .arg(&job.id)
@@ -228,7 +242,8 @@ impl RedisQueue {
                     .arg(deadline_score)
                     .arg(delayed)
                     .arg(lease)
-                    .arg(encoded);
+                    .arg(outbox_entry(job))
+                    .arg(leaving);
             }
             let results: Vec<i64> = invocation
                 .invoke_async(&mut self.redis.connection())
@@ -267,11 +282,9 @@ impl RedisQueue {
         if transitions.is_empty() {
             return Ok(());
         }
-        // The outbox holds each written job as the CAS encoded it; the same
-        // value encodes to the same text.
         let entries: Vec<String> = transitions
             .iter()
-            .filter_map(|(job, _)| serde_json::to_string(job).ok())
+            .map(|(job, _)| outbox_entry(job))
             .collect();
         self.writer
             .enqueue(batch_of(transitions))
@@ -282,9 +295,16 @@ impl RedisQueue {
 
     async fn clear_outbox(&self, entries: &[String]) -> StoreResult<()> {
         for chunk in entries.chunks(500) {
-            let _: i64 = redis::cmd("ZREM")
+            let _: () = redis::pipe()
+                .atomic()
+                .cmd("ZREM")
                 .arg(self.outbox_key())
                 .arg(chunk)
+                .ignore()
+                .cmd("HDEL")
+                .arg(&self.keys[6])
+                .arg(chunk)
+                .ignore()
                 .query_async(&mut self.redis.connection())
                 .await
                 .context("clearing the outbox")?;
@@ -314,9 +334,15 @@ impl RedisQueue {
         if stale.is_empty() {
             return Ok(0);
         }
+        let payloads: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(&self.keys[6])
+            .arg(&stale)
+            .query_async(&mut self.redis.connection())
+            .await
+            .context("reading the outbox")?;
         let mut latest: HashMap<String, Job> = HashMap::new();
-        for entry in &stale {
-            let Ok(job) = serde_json::from_str::<Job>(entry) else {
+        for payload in payloads.iter().flatten() {
+            let Ok(job) = serde_json::from_str::<Job>(payload) else {
                 continue;
             };
             if latest
@@ -489,6 +515,11 @@ fn batch_of(transitions: Vec<Transition>) -> WriteBatch {
         batch.push(transition);
     }
     batch
+}
+
+/// The outbox entry of a written job: its id and new version.
+fn outbox_entry(job: &Job) -> String {
+    format!("{}:{}", job.id, job.version)
 }
 
 /// The audit event of a status reached in a write that is recovered.

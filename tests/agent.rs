@@ -460,22 +460,7 @@ async fn the_cli_and_the_rest_edge_reach_the_agent_with_the_callers_role() {
 
     let http = reqwest::Client::new();
     let edge = format!("http://{}", mesh.address("edge"));
-    let login = |username: &'static str, password: &'static str| {
-        let (http, edge) = (http.clone(), edge.clone());
-        async move {
-            let answer: serde_json::Value = http
-                .post(format!("{edge}/auth/login"))
-                .json(&serde_json::json!({"username": username, "password": password}))
-                .send()
-                .await
-                .expect("login")
-                .json()
-                .await
-                .expect("login body");
-            answer["token"].as_str().expect("token").to_string()
-        }
-    };
-    let admin = login("admin", "agent-test-admin-password").await;
+    let admin = support::edge_login(&http, &edge, "admin", "agent-test-admin-password").await;
     let created = http
         .post(format!("{edge}/api/v1/auth/users"))
         .bearer_auth(&admin)
@@ -484,7 +469,7 @@ async fn the_cli_and_the_rest_edge_reach_the_agent_with_the_callers_role() {
         .await
         .expect("create viewer");
     assert_eq!(created.status(), 201);
-    let viewer = login("vic", "a-long-viewer-password").await;
+    let viewer = support::edge_login(&http, &edge, "vic", "a-long-viewer-password").await;
 
     let change = r#"{"command":"Move all Puzzle ads to high priority"}"#;
     let refused = http

@@ -376,25 +376,8 @@ async fn a_cluster_of_processes_keeps_its_guarantees_through_sigkills() {
         .build()
         .expect("client");
     let base = format!("http://{edge_address}");
-    let login: Value =
-        support::eventually("the edge logs in", support::STARTUP_TIMEOUT, || async {
-            let response = http
-                .post(format!("{base}/auth/login"))
-                .body(json!({"username": "admin", "password": ADMIN_PASSWORD}).to_string())
-                .send()
-                .await
-                .ok()?;
-            if response.status() != StatusCode::OK {
-                return None;
-            }
-            response.json().await.ok()
-        })
-        .await;
-    let rest = Rest {
-        base,
-        http,
-        token: login["token"].as_str().expect("token").to_string(),
-    };
+    let token = support::edge_login(&http, &base, "admin", ADMIN_PASSWORD).await;
+    let rest = Rest { base, http, token };
 
     let (status, campaign) = rest
         .post(

@@ -199,6 +199,11 @@ async fn seed_rest_examples_work_through_the_edge() {
         )
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert!(
+        created
+            .header("x-request-id")
+            .is_some_and(|id| !id.is_empty())
+    );
     let ad_id = created.body["adId"].as_str().expect("adId").to_string();
     assert_eq!(created.body["status"], "JOB_STATUS_QUEUED");
     assert_eq!(created.body["priority"], 5);
@@ -766,7 +771,7 @@ async fn a_burst_past_a_rule_gets_429_with_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_live_feed_streams_job_changes() {
+async fn the_live_feed_streams_job_campaign_and_queue_changes() {
     let (_mesh, edge) = start_mesh(&[]);
     wait_ready(&edge).await;
     let admin = edge.login("admin", ADMIN_PASSWORD).await;
@@ -816,6 +821,83 @@ async fn the_live_feed_streams_job_changes() {
         found.is_ok(),
         "no job event for {submitted:?} in the feed: {seen}"
     );
+
+    // A campaign change reaches the feed; queue stats come every 2 s.
+    let campaigns = edge.get("/v1/campaigns?pageSize=1", Some(&admin)).await;
+    let id = campaigns.body["campaigns"][0]["id"]
+        .as_str()
+        .expect("a demo campaign")
+        .to_string();
+    let paused = edge
+        .post(
+            &format!("/v1/campaigns/{id}/pause"),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    assert_eq!(paused.status, StatusCode::OK, "{}", paused.body);
+    let both = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(Some(bytes)) = feed.chunk().await {
+                seen.push_str(&String::from_utf8_lossy(&bytes));
+            }
+            let campaign = seen.contains("event: campaign") && seen.contains(id.as_str());
+            if campaign && seen.contains("event: queue_stats") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(both.is_ok(), "no campaign change or queue stats: {seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_answers_the_configured_origins_only() {
+    let (_mesh, edge) = start_mesh(&[(
+        "ADMESH_EDGE__CORS_ALLOWED_ORIGINS",
+        r#"["https://ops.example.com"]"#.to_string(),
+    )]);
+    let preflight = |origin: &'static str| {
+        edge.http
+            .request(Method::OPTIONS, format!("{}/api/v1/ads", edge.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let allowed = preflight("https://ops.example.com")
+        .await
+        .expect("preflight");
+    assert_eq!(
+        allowed
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://ops.example.com")
+    );
+    let other = preflight("https://evil.example.net")
+        .await
+        .expect("preflight");
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    // Simple requests carry the header and expose the request id.
+    let health = edge
+        .http
+        .get(format!("{}/health", edge.base))
+        .header("origin", "https://ops.example.com")
+        .send()
+        .await
+        .expect("health");
+    let exposed = health
+        .headers()
+        .get("access-control-expose-headers")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(exposed.contains("x-request-id"), "{exposed}");
+    assert!(health.headers().get("x-request-id").is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

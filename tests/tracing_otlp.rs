@@ -144,16 +144,14 @@ async fn a_rest_call_is_the_parent_of_its_grpc_spans() {
     support::wait_for_health(bid_address, ServingStatus::Serving).await;
 
     let http = reqwest::Client::new();
-    let login: serde_json::Value = http
-        .post(format!("http://{edge_address}/auth/login"))
-        .body(r#"{"username":"admin","password":"tracing-admin-password"}"#)
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("login body");
-    let token = login["token"].as_str().expect("token");
+    let token = support::edge_login(
+        &http,
+        &format!("http://{edge_address}"),
+        "admin",
+        "tracing-admin-password",
+    )
+    .await;
+    let token = token.as_str();
 
     let trace_id = "5bf92f3577b34da6a3ce929d0e0e4737";
     let caller_span_id = "10f067aa0ba902b8";

@@ -450,6 +450,40 @@ pub fn serve_request(user: &str, placement: &str) -> admesh_proto::adserver::v1:
     }
 }
 
+/// Logs in at the edge at `base` (`http://host:port`): the bearer token, or
+/// `None` while the edge cannot answer yet.
+pub async fn try_edge_login(
+    http: &reqwest::Client,
+    base: &str,
+    username: &str,
+    password: &str,
+) -> Option<String> {
+    let response = http
+        .post(format!("{base}/auth/login"))
+        .json(&serde_json::json!({"username": username, "password": password}))
+        .send()
+        .await
+        .ok()?;
+    if response.status() != reqwest::StatusCode::OK {
+        return None;
+    }
+    let answer: serde_json::Value = response.json().await.ok()?;
+    answer["token"].as_str().map(str::to_owned)
+}
+
+/// Logs in at the edge, waiting for it to answer.
+pub async fn edge_login(
+    http: &reqwest::Client,
+    base: &str,
+    username: &str,
+    password: &str,
+) -> String {
+    eventually("an edge login", STARTUP_TIMEOUT, || {
+        try_edge_login(http, base, username, password)
+    })
+    .await
+}
+
 /// Polls `check` every 20 ms until it answers `Some`, failing after `within`.
 pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
 where

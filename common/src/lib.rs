@@ -33,10 +33,9 @@ pub use trace_context::TraceContextInterceptor;
 
 /// A gRPC client channel to `url` that connects on first use, so services
 /// can start in any order. A comma-separated list of URLs balances calls
-/// across the replicas it names (power of two choices). A replica whose
-/// connection fails is dropped by the balancer, so every replica is offered
-/// again every [`REPLICA_REFRESH`]: one that came back (or only hiccuped)
-/// takes traffic again.
+/// across the replicas it names (power of two choices); a replica whose
+/// connection fails is reconnected on use, so one that comes back takes
+/// calls again (`tests/balancing.rs`).
 pub fn lazy_channel(url: &str) -> anyhow::Result<tonic::transport::Channel> {
     use anyhow::Context;
     let endpoints = url

@@ -1,10 +1,7 @@
 //! Runs an intent through the other services' gRPC APIs (with the caller's
 //! trace context) and says what it did, or on a dry run what it would do.
 
-use std::sync::OnceLock;
-
 use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use serde_json::{Value, json};
 use tonic::{Code, Status, codegen::InterceptedService, transport::Channel};
 
@@ -794,29 +791,9 @@ fn date_range(period: Period) -> (String, String) {
     }
 }
 
-/// Every service's descriptors, for rendering answers as proto3 JSON.
-fn pool() -> &'static DescriptorPool {
-    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        DescriptorPool::decode(admesh_proto::descriptors::EVERY_SERVICE).unwrap_or_default()
-    })
-}
-
-/// A generated message as proto3 JSON (lowerCamelCase, int64 as strings,
-/// enums by name), as the REST edge shows it.
+/// A generated message as proto3 JSON, as the REST edge shows it.
 pub fn json_of<M: Message>(message: &M, full_name: &str) -> Value {
-    let Some(descriptor) = pool().get_message_by_name(full_name) else {
-        return Value::Null;
-    };
-    let Ok(dynamic) = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice()) else {
-        return Value::Null;
-    };
-    dynamic
-        .serialize_with_options(
-            serde_json::value::Serializer,
-            &SerializeOptions::new().skip_default_fields(false),
-        )
-        .unwrap_or(Value::Null)
+    admesh_proto::json::to_json(message, full_name)
 }
 
 #[cfg(test)]

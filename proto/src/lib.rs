@@ -80,3 +80,44 @@ pub mod descriptors {
         ("admesh.edge.v1.EdgeAdmin", EDGE),
     ];
 }
+
+/// Every message by name, and proto3 JSON as the REST edge and the agent
+/// render it: lowerCamelCase names, 64-bit integers as strings, enums by
+/// name, every field present.
+pub mod json {
+    use std::sync::OnceLock;
+
+    use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+
+    /// Every service's descriptors (with their options and comments).
+    pub fn pool() -> &'static DescriptorPool {
+        static POOL: OnceLock<DescriptorPool> = OnceLock::new();
+        POOL.get_or_init(|| {
+            DescriptorPool::decode(crate::descriptors::EVERY_SERVICE)
+                .expect("the descriptor set compiled into this crate decodes")
+        })
+    }
+
+    /// How AdMesh renders messages as JSON.
+    pub fn options() -> SerializeOptions {
+        SerializeOptions::new()
+            .skip_default_fields(false)
+            .stringify_64_bit_integers(true)
+    }
+
+    /// A generated message as JSON; `Null` if `full_name` is not a message
+    /// of the API.
+    pub fn to_json<M: prost::Message>(message: &M, full_name: &str) -> serde_json::Value {
+        let Some(descriptor) = pool().get_message_by_name(full_name) else {
+            return serde_json::Value::Null;
+        };
+        DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
+            .ok()
+            .and_then(|dynamic| {
+                dynamic
+                    .serialize_with_options(serde_json::value::Serializer, &options())
+                    .ok()
+            })
+            .unwrap_or(serde_json::Value::Null)
+    }
+}

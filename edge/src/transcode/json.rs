@@ -4,7 +4,7 @@
 
 use prost_reflect::{
     DeserializeOptions, DynamicMessage, EnumDescriptor, FieldDescriptor, Kind, MapKey,
-    MessageDescriptor, ReflectMessage, SerializeOptions, Value,
+    MessageDescriptor, ReflectMessage, Value,
 };
 
 use super::routes::{BodyRule, Route, field_at};
@@ -94,9 +94,7 @@ pub fn message_from_json(
 /// The response as proto3 JSON: lowerCamelCase names, 64-bit integers as
 /// strings, enums by name, every field present.
 pub fn response_json(route: &Route, message: &DynamicMessage) -> Result<Vec<u8>, String> {
-    let options = SerializeOptions::new()
-        .skip_default_fields(false)
-        .stringify_64_bit_integers(true);
+    let options = admesh_proto::json::options();
     let mut out = Vec::with_capacity(256);
     let mut serializer = serde_json::Serializer::new(&mut out);
     match &route.response_body {
@@ -388,6 +386,7 @@ fn normalize_value(kind: &Kind, json: &mut serde_json::Value) {
 mod tests {
     use super::*;
     use crate::transcode::{descriptor_pool, routes::RouteTable};
+    use prost_reflect::SerializeOptions;
     use std::sync::Arc;
 
     fn route(key: &str) -> Arc<Route> {

@@ -9,7 +9,6 @@ pub mod template;
 
 use std::{collections::HashMap, time::Duration};
 
-use anyhow::Context;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use tonic::{Status, metadata::MetadataMap};
 use tower::{BoxError, ServiceExt, util::BoxCloneSyncService};
@@ -45,8 +44,7 @@ impl std::error::Error for TransportError {
 
 /// Every service's descriptors in one pool.
 pub fn descriptor_pool() -> anyhow::Result<DescriptorPool> {
-    DescriptorPool::decode(admesh_proto::descriptors::EVERY_SERVICE)
-        .context("decoding the services' descriptor set")
+    Ok(admesh_proto::json::pool().clone())
 }
 
 /// A channel to a remote service as an [`Upstream`].

@@ -282,46 +282,35 @@ impl QueueStore for EmbeddedQueue {
     }
 
     async fn submit(&self, jobs: Vec<Job>, cause: &str) -> StoreResult<Vec<JobView>> {
-        let (ids, pending) = self.change(|state, now, batch| {
-            let mut ids = Vec::with_capacity(jobs.len());
+        // The answer is each job as submitted (as the cluster store
+        // answers), with its position while it is still waiting: a fast
+        // processor may already have taken it.
+        let (submitted, pending) = self.change(|state, now, batch| {
+            let mut submitted = Vec::with_capacity(jobs.len());
             for job in jobs {
                 batch.events.push(transitions::submitted(&job, cause, now));
-                ids.push(job.id.clone());
+                submitted.push(job.clone());
                 batch.jobs.push(job.clone());
                 state.put(job, now);
             }
-            ids
+            submitted
         });
         pending.committed().await?;
         let now = now_millis();
-        let views: Vec<Result<JobView, String>> = {
-            let state = self.state.lock();
-            let order = state.ordered_ids(now);
-            let positions: HashMap<&str, u64> = order
-                .iter()
-                .enumerate()
-                .map(|(index, id)| (id.as_str(), index as u64 + 1))
-                .collect();
-            ids.into_iter()
-                .map(|id| match state.jobs.get(&id) {
-                    Some(job) => Ok(JobView {
-                        position: positions.get(job.id.as_str()).copied(),
-                        job: job.clone(),
-                    }),
-                    // A fast processor may have finished it already, and
-                    // finished jobs live only in SQL.
-                    None => Err(id),
-                })
-                .collect()
-        };
-        let mut answers = Vec::with_capacity(views.len());
-        for view in views {
-            match view {
-                Ok(view) => answers.push(view),
-                Err(id) => answers.extend(self.get(&id).await?),
-            }
-        }
-        Ok(answers)
+        let state = self.state.lock();
+        let order = state.ordered_ids(now);
+        let positions: HashMap<&str, u64> = order
+            .iter()
+            .enumerate()
+            .map(|(index, id)| (id.as_str(), index as u64 + 1))
+            .collect();
+        Ok(submitted
+            .into_iter()
+            .map(|job| JobView {
+                position: positions.get(job.id.as_str()).copied(),
+                job,
+            })
+            .collect())
     }
 
     async fn get(&self, id: &str) -> StoreResult<Option<JobView>> {

@@ -10,6 +10,7 @@ const EXPECTED_TABLES: &[&str] = &[
     "activity_log",
     "ad_jobs",
     "ad_metrics_hourly",
+    "ad_metrics_minute",
     "analytics_ingest",
     "api_keys",
     "campaign_ads",

@@ -17,7 +17,7 @@ use std::{
 
 use admesh_proto::{
     adserver::v1::{NoFillReason, ServeResponse, ad_server_client::AdServerClient},
-    analytics::v1::{AdEvent, EventType},
+    analytics::v1::{AdEvent, AdEventBatch, EventType},
     bid::v1::{
         self as bid,
         bid_engine_server::{BidEngine, BidEngineServer},
@@ -232,8 +232,9 @@ async fn impressions_in_stream(campaign_id: &str) -> Vec<AdEvent> {
     entries
         .into_iter()
         .flat_map(|(_, fields)| fields)
-        .filter(|(name, _)| name == "e")
-        .filter_map(|(_, payload)| AdEvent::decode(payload.as_slice()).ok())
+        .filter(|(name, _)| name == "b")
+        .filter_map(|(_, payload)| AdEventBatch::decode(payload.as_slice()).ok())
+        .flat_map(|batch| batch.events)
         .filter(|event| {
             event.campaign_id == campaign_id && event.event_type == EventType::Impression as i32
         })

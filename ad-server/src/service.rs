@@ -241,7 +241,9 @@ impl AdServer for AdServerService {
             issued_at: now,
         });
         self.publisher.publish(AdEvent {
-            event_id: uuid::Uuid::now_v7().to_string(),
+            // One impression, one event: its id is the impression's, which
+            // is how analytics finds it for a click (by primary key).
+            event_id: impression_id.clone(),
             event_type: EventType::Impression as i32,
             time: Some(timestamp(now)),
             user_id: request.user_id,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use admesh_common::time::{utc_day, utc_hour};
+use admesh_common::time::{utc_day, utc_hour, utc_minute};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -55,6 +55,8 @@ pub struct Deltas {
     pub campaign_hourly: BTreeMap<(String, i64), Totals>,
     /// (ad, hour) → (its campaign, totals).
     pub ad_hourly: BTreeMap<(String, i64), (String, Totals)>,
+    /// (minute, ad) → (its campaign, totals): the edges of rolling windows.
+    pub ad_minutely: BTreeMap<(i64, String), (String, Totals)>,
 }
 
 /// Sums `events` into deltas, leaving out unattributed clicks.
@@ -80,6 +82,12 @@ pub fn aggregate(events: &[Counted]) -> Deltas {
             .or_insert_with(|| (event.campaign_id.clone(), Totals::default()))
             .1
             .add(event);
+        deltas
+            .ad_minutely
+            .entry((utc_minute(event.time), event.ad_id.clone()))
+            .or_insert_with(|| (event.campaign_id.clone(), Totals::default()))
+            .1
+            .add(event);
     }
     deltas
 }
@@ -102,6 +110,57 @@ pub fn attribute(click_time: i64, impression_time: Option<i64>, window_ms: i64) 
             Attribution::Attributed
         }
         Some(_) => Attribution::OutsideWindow,
+    }
+}
+
+/// A rolling window from `start` to now, read from the aggregates exactly
+/// to the minute: whole hours inside it from the hourly rows, the partial
+/// hours at its two edges from the minute rows. Reading a week this way
+/// touches at most 168 hourly and 120 minute rows per ad.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RollingWindow {
+    /// The first minute counted: the one `start` falls in.
+    pub first_minute: i64,
+    /// The first hour counted from the hourly rows.
+    pub first_whole_hour: i64,
+    /// The hour now is in: partial, so read from minutes.
+    pub current_hour: i64,
+}
+
+impl RollingWindow {
+    pub fn new(start: i64, now: i64) -> Self {
+        let first_minute = utc_minute(start);
+        Self {
+            first_minute,
+            first_whole_hour: first_minute.div_euclid(60) + i64::from(first_minute % 60 != 0),
+            current_hour: utc_hour(now),
+        }
+    }
+
+    pub fn counts_hour(&self, hour: i64) -> bool {
+        hour >= self.first_whole_hour && hour < self.current_hour
+    }
+
+    pub fn counts_minute(&self, minute: i64) -> bool {
+        minute >= self.first_minute && !self.counts_hour(minute.div_euclid(60))
+    }
+
+    /// [`Self::counts_hour`] in SQL, over a column `hour`.
+    pub fn hour_condition(&self) -> String {
+        format!(
+            "(hour >= {} AND hour < {})",
+            self.first_whole_hour, self.current_hour
+        )
+    }
+
+    /// [`Self::counts_minute`] in SQL, over a column `minute`.
+    pub fn minute_condition(&self) -> String {
+        format!(
+            "(minute >= {} AND (minute < {} OR minute >= {}))",
+            self.first_minute,
+            self.first_whole_hour * 60,
+            self.current_hour * 60
+        )
     }
 }
 
@@ -185,5 +244,46 @@ mod tests {
             attribute(HOUR, Some(3 * HOUR), DAY),
             Attribution::OutsideWindow
         );
+    }
+
+    #[test]
+    fn a_rolling_window_counts_every_event_since_its_first_minute_once() {
+        // Events every 7 minutes over nine days; windows of many lengths
+        // ending at many times: hourly plus minute rows give exactly the
+        // events from the window's first minute on.
+        let times: Vec<i64> = (0..(9 * 24 * 60 / 7))
+            .map(|i| 20_000 * DAY + i * 7 * 60_000 + 1_234)
+            .collect();
+        for now_offset in [0, 59 * 60_000, 3 * DAY + 17 * 60_000 + 5, 8 * DAY + HOUR] {
+            let now = 20_000 * DAY + now_offset;
+            for length in [60_000, 45 * 60_000, HOUR, 90 * 60_000, DAY, 7 * DAY] {
+                let window = RollingWindow::new(now - length, now);
+                let seen: Vec<i64> = times.iter().copied().filter(|time| *time <= now).collect();
+                let expected = seen
+                    .iter()
+                    .filter(|time| utc_minute(**time) >= window.first_minute)
+                    .count();
+                let mut hours: BTreeMap<i64, usize> = BTreeMap::new();
+                let mut minutes: BTreeMap<i64, usize> = BTreeMap::new();
+                for time in &seen {
+                    *hours.entry(utc_hour(*time)).or_default() += 1;
+                    *minutes.entry(utc_minute(*time)).or_default() += 1;
+                }
+                let from_rows: usize = hours
+                    .iter()
+                    .filter(|(hour, _)| window.counts_hour(**hour))
+                    .map(|(_, n)| n)
+                    .sum::<usize>()
+                    + minutes
+                        .iter()
+                        .filter(|(minute, _)| window.counts_minute(**minute))
+                        .map(|(_, n)| n)
+                        .sum::<usize>();
+                assert_eq!(
+                    from_rows, expected,
+                    "now +{now_offset} ms, window {length} ms"
+                );
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! harmless. In the cluster profile, entries a dead replica was handed are
 //! claimed by the living after `claim_idle`.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use admesh_common::{
     events::{EventStream, StreamEntry},
@@ -36,19 +36,25 @@ pub async fn consume(
     shutdown: CancellationToken,
 ) {
     tracing::info!(consumer = settings.name, "analytics consumer started");
+    // Reading runs ahead by one batch, so the next batch is fetched and
+    // decoded while this one is written.
+    let (read_ahead, mut batches) = tokio::sync::mpsc::channel(1);
+    let reader = tokio::spawn(read_batches(
+        Arc::clone(&stream),
+        settings.name.clone(),
+        settings.batch_size,
+        shutdown.clone(),
+        read_ahead,
+    ));
     let mut waiting: Vec<StreamEntry> = Vec::new();
     let mut last_claim = tokio::time::Instant::now();
     let mut last_prune = tokio::time::Instant::now() - Duration::from_secs(3_600);
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
         let mut entries = tokio::select! {
-            read = stream.read(&settings.name, settings.batch_size, READ_BLOCK) => match read {
-                Ok(entries) => entries,
-                Err(error) => {
-                    tracing::warn!(error = %format!("{error:#}"), "reading the event stream failed");
-                    pause(&mut failures, &shutdown).await;
-                    continue;
-                }
+            batch = batches.recv() => match batch {
+                Some(entries) => entries,
+                None => break,
             },
             () = shutdown.cancelled() => break,
         };
@@ -93,11 +99,21 @@ pub async fn consume(
                     metrics::counter!("admesh_analytics_unusable_events_total")
                         .increment(recorded.unusable);
                 }
+                let deferred: HashSet<&str> =
+                    recorded.deferred.iter().map(String::as_str).collect();
                 let (deferred, done): (Vec<StreamEntry>, Vec<StreamEntry>) = entries
                     .into_iter()
-                    .partition(|entry| recorded.deferred.contains(&entry.id));
+                    .partition(|entry| deferred.contains(entry.event.event_id.as_str()));
+                // An entry carries several events: it is acknowledged once
+                // none of them is waiting.
+                let still_waiting: HashSet<&str> =
+                    deferred.iter().map(|entry| entry.id.as_str()).collect();
+                let ids: Vec<String> = done
+                    .iter()
+                    .filter(|entry| !still_waiting.contains(entry.id.as_str()))
+                    .map(|entry| entry.id.clone())
+                    .collect();
                 waiting = deferred;
-                let ids: Vec<String> = done.into_iter().map(|entry| entry.id).collect();
                 if let Err(error) = stream.ack(&ids).await {
                     // Redelivered later and dropped as duplicates then.
                     tracing::warn!(error = %format!("{error:#}"), "acknowledging failed");
@@ -117,14 +133,47 @@ pub async fn consume(
         if last_prune.elapsed() >= Duration::from_secs(3_600) {
             last_prune = tokio::time::Instant::now();
             let before = now_millis() - i64::from(settings.retention_days) * 86_400_000;
-            match store.prune(before).await {
+            match store.prune(before, now_millis()).await {
                 Ok(pruned) if pruned > 0 => tracing::info!(pruned, "old counted events pruned"),
                 Ok(_) => {}
                 Err(error) => tracing::warn!(error = %format!("{error:#}"), "pruning failed"),
             }
         }
     }
+    // Entries read ahead and not recorded are delivered again later.
+    reader.abort();
     tracing::info!(consumer = settings.name, "analytics consumer stopped");
+}
+
+/// Reads batches from the stream into `batches` until `shutdown` (an empty
+/// batch when a blocking read times out, so the consumer's periodic work
+/// goes on while the stream is quiet).
+async fn read_batches(
+    stream: Arc<dyn EventStream>,
+    consumer: String,
+    batch_size: usize,
+    shutdown: CancellationToken,
+    batches: tokio::sync::mpsc::Sender<Vec<StreamEntry>>,
+) {
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        let read = tokio::select! {
+            read = stream.read(&consumer, batch_size, READ_BLOCK) => read,
+            () = shutdown.cancelled() => return,
+        };
+        match read {
+            Ok(entries) => {
+                failures = 0;
+                if batches.send(entries).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "reading the event stream failed");
+                pause(&mut failures, &shutdown).await;
+            }
+        }
+    }
 }
 
 async fn pause(failures: &mut u32, shutdown: &CancellationToken) {

@@ -9,6 +9,7 @@
 pub mod aggregate;
 pub mod dates;
 pub mod ingest;
+mod log;
 pub mod ratios;
 pub mod service;
 pub mod store;
@@ -57,15 +58,24 @@ pub async fn serve(context: ServiceContext, listener: TcpListener) -> anyhow::Re
     let stream = event_stream(&context);
     let store = AnalyticsStore::new(context.database.clone());
     let config = &context.config.analytics;
-    let settings = ConsumerSettings {
-        name: consumer_name(),
-        batch_size: config.batch_size,
-        attribution_window_ms: i64::try_from(config.attribution_window_secs)
-            .unwrap_or(i64::MAX / 1000)
-            .saturating_mul(1000),
-        claim_idle: Duration::from_millis(config.claim_idle_ms),
-        retention_days: config.retention_days,
+    // SQLite has one writer; PostgreSQL takes one transaction per core.
+    let writers = if context.redis.is_some() {
+        config.writers.max(1)
+    } else {
+        1
     };
+    let base_name = consumer_name();
+    let settings: Vec<ConsumerSettings> = (0..writers)
+        .map(|writer| ConsumerSettings {
+            name: format!("{base_name}-{writer}"),
+            batch_size: config.batch_size,
+            attribution_window_ms: i64::try_from(config.attribution_window_secs)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
+            claim_idle: Duration::from_millis(config.claim_idle_ms),
+            retention_days: config.retention_days,
+        })
+        .collect();
     let database = context.database.clone();
     let consumer_stream = Arc::clone(&stream);
     let consumer_store = store.clone();
@@ -79,7 +89,20 @@ pub async fn serve(context: ServiceContext, listener: TcpListener) -> anyhow::Re
                 () = consumer_shutdown.cancelled() => return,
             }
         }
-        consume(consumer_stream, consumer_store, settings, consumer_shutdown).await;
+        let consumers: Vec<_> = settings
+            .into_iter()
+            .map(|settings| {
+                tokio::spawn(consume(
+                    Arc::clone(&consumer_stream),
+                    consumer_store.clone(),
+                    settings,
+                    consumer_shutdown.clone(),
+                ))
+            })
+            .collect();
+        for consumer in consumers {
+            let _ = consumer.await;
+        }
     });
     let backlog = tokio::spawn(export_backlog(Arc::clone(&stream), shutdown.clone()));
     let service = AnalyticsServiceImpl::new(store, stream);

@@ -1,18 +1,25 @@
 //! The analytics tables in SQL (SQLite or PostgreSQL, same queries): the
 //! de-duplication log, the aggregates, the consumer's counters.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use admesh_common::{Database, db::statement_chunks, events::StreamEntry, on_pool};
-use admesh_proto::{analytics::v1::EventType, common::v1::DeviceType};
+use admesh_proto::analytics::v1::EventType;
 use anyhow::Context;
 
-use crate::aggregate::{Attribution, Counted, Kind, Totals, aggregate, attribute};
+use crate::{
+    aggregate::{Attribution, Counted, Kind, RollingWindow, Totals, aggregate, attribute},
+    log::{Duplicates, EventLog, event_time, is_unique_violation},
+};
 
 /// How long a click whose impression is not counted yet waits for it (its
 /// impression may be in a batch another replica is writing) before it is
 /// recorded as unattributed.
 pub const UNKNOWN_IMPRESSION_GRACE_MS: i64 = 30_000;
+
+/// Minute rows serve the edges of windows up to a week long (ad analytics'
+/// longest timeframe), plus a day of slack.
+const MINUTE_ROWS_KEPT_MS: i64 = 8 * 86_400_000;
 
 /// What recording a batch did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -22,8 +29,9 @@ pub struct Recorded {
     pub unattributed: u64,
     /// Events of no known type: acknowledged, never counted.
     pub unusable: u64,
-    /// Entries to try again later (clicks waiting for their impression):
-    /// not recorded, not to be acknowledged yet.
+    /// Event ids of events to try again later (clicks waiting for their
+    /// impression): not recorded; their entries are not to be acknowledged
+    /// yet.
     pub deferred: Vec<String>,
 }
 
@@ -52,10 +60,6 @@ pub enum RankBy {
     Clicks,
     Ctr,
 }
-
-const LOG_COLUMNS: &str = "event_id, event_type, event_time, campaign_id, ad_id, user_id, \
-    placement_id, impression_id, bid_price, spend, country_code, device_type, attributed, ingested_at";
-const LOG_COLUMN_COUNT: usize = 14;
 
 /// Binds a row's totals (impressions, clicks, spend).
 macro_rules! bind_totals {
@@ -108,46 +112,43 @@ macro_rules! upsert_campaign_totals {
     }};
 }
 
-/// Inserts log rows `(entry, attributed)` on `$tx`; evaluates to the ids
-/// that were new (a duplicate id inserts nothing).
-macro_rules! insert_log {
-    ($database:expr, $tx:expr, $rows:expr, $now:expr) => {{
-        let rows: &[(&StreamEntry, bool)] = $rows;
-        let mut new_ids: HashSet<String> = HashSet::with_capacity(rows.len());
-        for chunk in statement_chunks(rows) {
+/// Adds per-ad counts to `$table` (ad_metrics_hourly or _minute), keyed by
+/// `$key` columns, on `$tx`; `$rows` yields `(key a, key b, campaign, totals)`.
+macro_rules! upsert_ad_counts {
+    ($database:expr, $tx:expr, $table:literal, $keys:literal, $rows:expr) => {{
+        let rows: Vec<_> = $rows.collect();
+        for chunk in statement_chunks(&rows) {
             let sql = format!(
-                "INSERT INTO events_log ({LOG_COLUMNS}) VALUES {} \
-                 ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-                $database.values_placeholders(chunk.len(), LOG_COLUMN_COUNT)
+                concat!(
+                    "INSERT INTO ",
+                    $table,
+                    " (",
+                    $keys,
+                    ", campaign_id, impressions, clicks) VALUES {} ON CONFLICT (",
+                    $keys,
+                    ") DO UPDATE SET impressions = ",
+                    $table,
+                    ".impressions + excluded.impressions, clicks = ",
+                    $table,
+                    ".clicks + excluded.clicks"
+                ),
+                $database.values_placeholders(chunk.len(), 5)
             );
-            let mut query = sqlx::query_as::<_, (String,)>(&sql);
-            for (entry, attributed) in chunk {
-                let event = &entry.event;
+            let mut query = sqlx::query(&sql);
+            for (first, second, campaign, totals) in chunk {
+                let totals: &Totals = totals;
                 query = query
-                    .bind(event.event_id.clone())
-                    .bind(event_kind(event))
-                    .bind(event_time(entry))
-                    .bind(event.campaign_id.clone())
-                    .bind(event.ad_id.clone())
-                    .bind(event.user_id.clone())
-                    .bind(event.placement_id.clone())
-                    .bind(event.impression_id.clone())
-                    .bind(event.bid_price)
-                    .bind(event.spend)
-                    .bind(event.country_code.clone())
-                    .bind(device_name(event))
-                    .bind(*attributed)
-                    .bind($now);
+                    .bind(first.clone())
+                    .bind(second.clone())
+                    .bind(campaign.clone())
+                    .bind(totals.impressions)
+                    .bind(totals.clicks);
             }
-            for (id,) in query
-                .fetch_all(&mut *$tx)
+            query
+                .execute(&mut *$tx)
                 .await
-                .context("insert events log")?
-            {
-                new_ids.insert(id);
-            }
+                .context(concat!("upsert ", $table))?;
         }
-        new_ids
     }};
 }
 
@@ -177,11 +178,31 @@ impl AnalyticsStore {
         window_ms: i64,
         now: i64,
     ) -> anyhow::Result<Recorded> {
+        match self
+            .record_once(entries, window_ms, now, Duplicates::Fail)
+            .await
+        {
+            // A duplicate in the batch: nothing was written; again, skipping it.
+            Err(error) if is_unique_violation(&error) => {
+                self.record_once(entries, window_ms, now, Duplicates::Skip)
+                    .await
+            }
+            recorded => recorded,
+        }
+    }
+
+    async fn record_once(
+        &self,
+        entries: &[StreamEntry],
+        window_ms: i64,
+        now: i64,
+        duplicates: Duplicates,
+    ) -> anyhow::Result<Recorded> {
         let mut recorded = Recorded::default();
         let (mut impressions, mut clicks) = (Vec::new(), Vec::new());
         for entry in entries {
             match EventType::try_from(entry.event.event_type) {
-                Ok(EventType::Impression) => impressions.push(entry),
+                Ok(EventType::Impression) => impressions.push((entry, true)),
                 Ok(EventType::Click) => clicks.push(entry),
                 Ok(EventType::Unspecified) | Err(_) => recorded.unusable += 1,
             }
@@ -193,37 +214,22 @@ impl AnalyticsStore {
             let mut counted = Vec::new();
 
             // Impressions first, so clicks in the same batch find them.
-            let rows: Vec<(&StreamEntry, bool)> =
-                impressions.iter().map(|entry| (*entry, true)).collect();
             // An id listed twice in one batch is new once.
-            let mut new_ids = insert_log!(database, tx, &rows, now);
-            for entry in &impressions {
+            let mut new_ids: HashSet<String> =
+                tx.insert(&impressions, now, duplicates).await?.into_iter().collect();
+            for (entry, _) in &impressions {
                 if new_ids.remove(&entry.event.event_id) {
                     counted.push(counted_event(entry, Kind::Impression, true));
                 }
             }
 
-            let impression_ids: Vec<String> = clicks
+            let impression_ids: Vec<&str> = clicks
                 .iter()
-                .map(|entry| entry.event.impression_id.clone())
+                .map(|entry| entry.event.impression_id.as_str())
                 .collect::<HashSet<_>>()
                 .into_iter()
                 .collect();
-            let mut shown_at: HashMap<String, i64> = HashMap::new();
-            for chunk in statement_chunks(&impression_ids) {
-                let sql = format!(
-                    "SELECT impression_id, event_time FROM events_log \
-                     WHERE event_type = 'impression' AND impression_id IN {}",
-                    database.values_placeholders(1, chunk.len())
-                );
-                let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
-                for id in chunk {
-                    query = query.bind(id.clone());
-                }
-                for (id, time) in query.fetch_all(&mut *tx).await.context("find impressions")? {
-                    shown_at.insert(id, time);
-                }
-            }
+            let shown_at = tx.shown_at(&impression_ids).await?;
             let mut click_rows = Vec::with_capacity(clicks.len());
             for entry in &clicks {
                 let event = &entry.event;
@@ -231,14 +237,15 @@ impl AnalyticsStore {
                 match attribute(time, shown_at.get(&event.impression_id).copied(), window_ms) {
                     Attribution::Attributed => click_rows.push((*entry, true)),
                     Attribution::UnknownImpression if now - time < UNKNOWN_IMPRESSION_GRACE_MS => {
-                        recorded.deferred.push(entry.id.clone());
+                        recorded.deferred.push(event.event_id.clone());
                     }
                     Attribution::UnknownImpression | Attribution::OutsideWindow => {
                         click_rows.push((*entry, false));
                     }
                 }
             }
-            let mut new_ids = insert_log!(database, tx, &click_rows, now);
+            let mut new_ids: HashSet<String> =
+                tx.insert(&click_rows, now, duplicates).await?.into_iter().collect();
             for (entry, attributed) in &click_rows {
                 if new_ids.remove(&entry.event.event_id) {
                     counted.push(counted_event(entry, Kind::Click, *attributed));
@@ -251,26 +258,10 @@ impl AnalyticsStore {
             let deltas = aggregate(&counted);
             upsert_campaign_totals!(database, tx, "campaign_metrics_daily", "day", &deltas.campaign_daily);
             upsert_campaign_totals!(database, tx, "campaign_metrics_hourly", "hour", &deltas.campaign_hourly);
-            let ads: Vec<_> = deltas.ad_hourly.iter().collect();
-            for chunk in statement_chunks(&ads) {
-                let sql = format!(
-                    "INSERT INTO ad_metrics_hourly (ad_id, hour, campaign_id, impressions, clicks) \
-                     VALUES {} ON CONFLICT (ad_id, hour) DO UPDATE SET \
-                     impressions = ad_metrics_hourly.impressions + excluded.impressions, \
-                     clicks = ad_metrics_hourly.clicks + excluded.clicks",
-                    database.values_placeholders(chunk.len(), 5)
-                );
-                let mut query = sqlx::query(&sql);
-                for ((ad, hour), (campaign, totals)) in chunk {
-                    query = query
-                        .bind(ad.clone())
-                        .bind(*hour)
-                        .bind(campaign.clone())
-                        .bind(totals.impressions)
-                        .bind(totals.clicks);
-                }
-                query.execute(&mut *tx).await.context("ad aggregates")?;
-            }
+            upsert_ad_counts!(database, tx, "ad_metrics_hourly", "ad_id, hour",
+                deltas.ad_hourly.iter().map(|((ad, hour), (campaign, totals))| (ad, hour, campaign, totals)));
+            upsert_ad_counts!(database, tx, "ad_metrics_minute", "minute, ad_id",
+                deltas.ad_minutely.iter().map(|((minute, ad), (campaign, totals))| (minute, ad, campaign, totals)));
 
             recorded.counted = counted.len() as u64;
             recorded.duplicates =
@@ -354,30 +345,54 @@ impl AnalyticsStore {
         since: i64,
         now: i64,
     ) -> anyhow::Result<Vec<AdFigures>> {
-        let hour_ago = now - 3_600_000;
-        let day_ago = now - 86_400_000;
-        let from = since.min(day_ago);
+        // Clicks since `since`, in the last hour, in the last day;
+        // impressions since `since`.
+        let windows = [
+            RollingWindow::new(since, now),
+            RollingWindow::new(now - 3_600_000, now),
+            RollingWindow::new(now - 86_400_000, now),
+        ];
         let filter = if ad_id.is_some() {
-            "AND ad_id = $6"
+            "AND ad_id = $1"
         } else {
             ""
         };
+        let sums = |condition: &dyn Fn(&RollingWindow) -> String| {
+            let [since, hour, day] = &windows;
+            format!(
+                "CASE WHEN {c0} THEN clicks ELSE 0 END AS c0, \
+                 CASE WHEN {c1} THEN clicks ELSE 0 END AS c1, \
+                 CASE WHEN {c2} THEN clicks ELSE 0 END AS c2, \
+                 CASE WHEN {c0} THEN impressions ELSE 0 END AS i0",
+                c0 = condition(since),
+                c1 = condition(hour),
+                c2 = condition(day),
+            )
+        };
+        let first_hour = windows
+            .iter()
+            .map(|w| w.first_whole_hour)
+            .min()
+            .unwrap_or(0);
+        let current_hour = windows[0].current_hour;
+        let any_minute = windows
+            .iter()
+            .map(RollingWindow::minute_condition)
+            .collect::<Vec<_>>()
+            .join(" OR ");
         let sql = format!(
-            "SELECT ad_id, \
-             COALESCE(SUM(CASE WHEN event_type = 'click' AND attributed AND event_time >= $1 THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN event_type = 'click' AND attributed AND event_time >= $2 THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN event_type = 'click' AND attributed AND event_time >= $3 THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN event_type = 'impression' AND event_time >= $4 THEN 1 ELSE 0 END), 0) \
-             FROM events_log WHERE event_time >= $5 {filter} \
-             GROUP BY ad_id ORDER BY 2 DESC, ad_id LIMIT 1000"
+            "SELECT ad_id, CAST(SUM(c0) AS BIGINT), CAST(SUM(c1) AS BIGINT), \
+             CAST(SUM(c2) AS BIGINT), CAST(SUM(i0) AS BIGINT) FROM ( \
+             SELECT ad_id, {hourly} FROM ad_metrics_hourly \
+             WHERE hour >= {first_hour} AND hour < {current_hour} {filter} \
+             UNION ALL \
+             SELECT ad_id, {minutely} FROM ad_metrics_minute WHERE ({any_minute}) {filter} \
+             ) AS windows GROUP BY ad_id ORDER BY 2 DESC, ad_id LIMIT 1000",
+            hourly = sums(&RollingWindow::hour_condition),
+            minutely = sums(&RollingWindow::minute_condition),
         );
         let rows: Vec<(String, i64, i64, i64, i64)> = on_pool!(&self.database, pool => {
-            let mut query = sqlx::query_as(&sql)
-                .bind(since)
-                .bind(hour_ago)
-                .bind(day_ago)
-                .bind(since)
-                .bind(from);
+            let mut query = sqlx::query_as(&sql);
             if let Some(ad) = ad_id {
                 query = query.bind(ad.to_string());
             }
@@ -463,26 +478,25 @@ impl AnalyticsStore {
     }
 
     /// Drops logged events older than `before` (their totals stay in the
-    /// aggregates); answers how many.
-    pub async fn prune(&self, before: i64) -> anyhow::Result<u64> {
-        let deleted = on_pool!(&self.database, pool =>
+    /// aggregates) and minute rows older than any rolling window reads;
+    /// answers how many events.
+    pub async fn prune(&self, before: i64, now: i64) -> anyhow::Result<u64> {
+        let oldest_minute = admesh_common::time::utc_minute(now - MINUTE_ROWS_KEPT_MS);
+        let deleted = on_pool!(&self.database, pool => {
+            sqlx::query("DELETE FROM ad_metrics_minute WHERE minute < $1")
+                .bind(oldest_minute)
+                .execute(pool)
+                .await
+                .context("prune minute aggregates")?;
             sqlx::query("DELETE FROM events_log WHERE event_time < $1")
                 .bind(before)
                 .execute(pool)
                 .await
-                .map(|done| done.rows_affected()))
+                .map(|done| done.rows_affected())
+        })
         .context("prune events log")?;
         Ok(deleted)
     }
-}
-
-fn event_time(entry: &StreamEntry) -> i64 {
-    entry
-        .event
-        .time
-        .as_ref()
-        .map(admesh_common::time::millis_of)
-        .unwrap_or(0)
 }
 
 fn counted_event(entry: &StreamEntry, kind: Kind, attributed: bool) -> Counted {
@@ -494,18 +508,4 @@ fn counted_event(entry: &StreamEntry, kind: Kind, attributed: bool) -> Counted {
         spend: entry.event.spend,
         attributed,
     }
-}
-
-fn event_kind(event: &admesh_proto::analytics::v1::AdEvent) -> &'static str {
-    if event.event_type == EventType::Click as i32 {
-        "click"
-    } else {
-        "impression"
-    }
-}
-
-fn device_name(event: &admesh_proto::analytics::v1::AdEvent) -> &'static str {
-    DeviceType::try_from(event.device_type)
-        .map(|device| device.as_str_name())
-        .unwrap_or("DEVICE_TYPE_UNSPECIFIED")
 }

@@ -256,6 +256,10 @@ pub struct AnalyticsConfig {
     pub claim_idle_ms: u64,
     /// Events read and counted per transaction.
     pub batch_size: usize,
+    /// Batches written at once, each in its own transaction by its own
+    /// consumer of the group (cluster profile; SQLite has one writer, so
+    /// the embedded profile uses one).
+    pub writers: usize,
     /// Counted events are kept this many days (de-duplication and the
     /// rolling per-ad windows need the last 7).
     pub retention_days: u32,
@@ -268,6 +272,7 @@ impl Default for AnalyticsConfig {
             attribution_window_secs: 86_400,
             claim_idle_ms: 10_000,
             batch_size: 10_000,
+            writers: 2,
             retention_days: 8,
         }
     }

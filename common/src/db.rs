@@ -168,7 +168,8 @@ fn numbered_placeholders(rows: usize, columns: usize) -> String {
     text
 }
 
-fn anonymous_placeholders(rows: usize, columns: usize) -> String {
+/// `(?, ?), (?, ?)`: SQLite's anonymous parameters, for `rows` rows.
+pub fn anonymous_placeholders(rows: usize, columns: usize) -> String {
     let row = format!("({})", vec!["?"; columns].join(", "));
     vec![row; rows].join(", ")
 }

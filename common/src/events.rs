@@ -11,7 +11,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use admesh_proto::analytics::v1::AdEvent;
+use admesh_proto::analytics::v1::{AdEvent, AdEventBatch};
 use anyhow::Context;
 use prost::Message;
 use tokio::{sync::mpsc, task::JoinHandle};
@@ -27,7 +27,12 @@ pub const CONSUMER_GROUP: &str = "analytics";
 /// a consumer further behind than this loses the oldest).
 const STREAM_MAX_LEN: usize = 5_000_000;
 
-/// One event read from the stream, with the id to acknowledge it by.
+/// At most this many events go into one stream entry.
+pub const EVENTS_PER_ENTRY: usize = 1_000;
+
+/// One event read from the stream, with the id of the stream entry that
+/// carries it: an entry carries a batch of events, so events of one batch
+/// share their id, and the entry is acknowledged once all of them are used.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StreamEntry {
     pub id: String,
@@ -36,10 +41,11 @@ pub struct StreamEntry {
 
 #[async_trait::async_trait]
 pub trait EventStream: Send + Sync + std::fmt::Debug {
-    /// Appends events in order, all or none.
+    /// Appends events in order, all or none, in entries of up to
+    /// [`EVENTS_PER_ENTRY`] events.
     async fn append(&self, events: &[AdEvent]) -> anyhow::Result<()>;
 
-    /// Up to `max` entries not yet delivered to `consumer` (after a restart:
+    /// About `max` events (see `entries_for`) of entries not yet delivered to `consumer` (after a restart:
     /// the ones delivered but never acknowledged come first), waiting up to
     /// `block` for some to arrive.
     async fn read(
@@ -49,7 +55,8 @@ pub trait EventStream: Send + Sync + std::fmt::Debug {
         block: Duration,
     ) -> anyhow::Result<Vec<StreamEntry>>;
 
-    /// Marks entries as processed; they will not be delivered again.
+    /// Marks entries as processed (an id may be listed once per event); they
+    /// will not be delivered again.
     async fn ack(&self, ids: &[String]) -> anyhow::Result<()>;
 
     /// Takes over up to `max` entries that another consumer was handed but
@@ -84,8 +91,70 @@ pub fn event_stream(context: &ServiceContext) -> Arc<dyn EventStream> {
     }
 }
 
-fn decode(bytes: &[u8]) -> anyhow::Result<AdEvent> {
-    AdEvent::decode(bytes).context("an event in the stream is not a valid AdEvent")
+/// The payload of one stream entry: an [`AdEventBatch`], or one
+/// [`AdEvent`] in entries written before batches (`batched == false`).
+fn encode_batch(events: &[AdEvent]) -> Vec<u8> {
+    AdEventBatch {
+        events: events.to_vec(),
+    }
+    .encode_to_vec()
+}
+
+/// The events of the entry `id`, flattened into [`StreamEntry`]s.
+fn decode_entry(
+    id: &str,
+    payload: &[u8],
+    batched: bool,
+    into: &mut Vec<StreamEntry>,
+) -> anyhow::Result<()> {
+    let events = if batched {
+        AdEventBatch::decode(payload)
+            .context("an entry in the stream is not a valid AdEventBatch")?
+            .events
+    } else {
+        vec![AdEvent::decode(payload).context("an event in the stream is not a valid AdEvent")?]
+    };
+    into.extend(events.into_iter().map(|event| StreamEntry {
+        id: id.to_string(),
+        event,
+    }));
+    Ok(())
+}
+
+/// The Redis field of a batch entry, and of a single event (older entries).
+const BATCH_FIELD: &str = "b";
+const EVENT_FIELD: &str = "e";
+
+fn decode_redis_entry(
+    id: &str,
+    fields: Vec<(String, Vec<u8>)>,
+    into: &mut Vec<StreamEntry>,
+) -> anyhow::Result<()> {
+    for (name, payload) in fields {
+        match name.as_str() {
+            BATCH_FIELD => return decode_entry(id, &payload, true, into),
+            EVENT_FIELD => return decode_entry(id, &payload, false, into),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// How many entries to read for about `max_events` events. Entries hold
+/// from one event (a quiet publisher) to [`EVENTS_PER_ENTRY`]; a quarter of
+/// that is the typical batch of a busy ad-server, so a read returns about
+/// `max_events` under load and at most four times as many.
+fn entries_for(max_events: usize) -> usize {
+    max_events.div_ceil(EVENTS_PER_ENTRY / 4).max(1)
+}
+
+/// Each id once, in order of first appearance.
+fn distinct_ids(ids: &[String]) -> Vec<&str> {
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    ids.iter()
+        .map(String::as_str)
+        .filter(|id| seen.insert(*id))
+        .collect()
 }
 
 // ── cluster: Redis Streams ────────────────────────────────────────────────
@@ -135,7 +204,7 @@ impl RedisEventStream {
             .arg(CONSUMER_GROUP)
             .arg(consumer)
             .arg("COUNT")
-            .arg(max);
+            .arg(entries_for(max));
         if let Some(block) = block {
             command.arg("BLOCK").arg(block.as_millis() as u64);
         }
@@ -160,12 +229,7 @@ impl RedisEventStream {
         let mut entries = Vec::new();
         for (_key, items) in reply.unwrap_or_default() {
             for (id, fields) in items {
-                if let Some((_, payload)) = fields.into_iter().find(|(name, _)| name == "e") {
-                    entries.push(StreamEntry {
-                        id,
-                        event: decode(&payload)?,
-                    });
-                }
+                decode_redis_entry(&id, fields, &mut entries)?;
             }
         }
         Ok(entries)
@@ -206,15 +270,15 @@ impl EventStream for RedisEventStream {
         }
         let mut pipe = redis::pipe();
         pipe.atomic();
-        for event in events {
+        for chunk in events.chunks(EVENTS_PER_ENTRY) {
             pipe.cmd("XADD")
                 .arg(&self.key)
                 .arg("MAXLEN")
                 .arg("~")
                 .arg(STREAM_MAX_LEN)
                 .arg("*")
-                .arg("e")
-                .arg(event.encode_to_vec())
+                .arg(BATCH_FIELD)
+                .arg(encode_batch(chunk))
                 .ignore();
         }
         let mut connection = self.redis.connection();
@@ -254,6 +318,7 @@ impl EventStream for RedisEventStream {
         if ids.is_empty() {
             return Ok(());
         }
+        let ids = distinct_ids(ids);
         let mut connection = self.redis.connection();
         // Acknowledged entries are deleted too: the stream keeps only what
         // is still to be counted.
@@ -261,11 +326,11 @@ impl EventStream for RedisEventStream {
         pipe.cmd("XACK")
             .arg(&self.key)
             .arg(CONSUMER_GROUP)
-            .arg(ids)
+            .arg(&ids)
             .ignore()
             .cmd("XDEL")
             .arg(&self.key)
-            .arg(ids)
+            .arg(&ids)
             .ignore();
         pipe.query_async::<()>(&mut connection)
             .await
@@ -287,7 +352,7 @@ impl EventStream for RedisEventStream {
             .arg(min_idle.as_millis() as u64)
             .arg("0-0")
             .arg("COUNT")
-            .arg(max)
+            .arg(entries_for(max))
             .query_async(&mut self.redis.connection())
             .await
             .context("claiming stale stream entries")?;
@@ -305,12 +370,7 @@ impl EventStream for RedisEventStream {
             else {
                 continue;
             };
-            if let Some((_, payload)) = fields.into_iter().find(|(name, _)| name == "e") {
-                entries.push(StreamEntry {
-                    id,
-                    event: decode(&payload)?,
-                });
-            }
+            decode_redis_entry(&id, fields, &mut entries)?;
         }
         Ok(entries)
     }
@@ -376,16 +436,13 @@ impl EventStream for SqlEventStream {
         let now = now_millis();
         on_pool!(&self.database, pool => {
             let mut tx = pool.begin().await?;
-            for chunk in statement_chunks(events) {
-                let sql = format!(
-                    "INSERT INTO event_stream (payload, appended_at) VALUES {}",
-                    self.database.values_placeholders(chunk.len(), 2)
-                );
-                let mut query = sqlx::query(&sql);
-                for event in chunk {
-                    query = query.bind(event.encode_to_vec()).bind(now);
-                }
-                query.execute(&mut *tx).await?;
+            for chunk in events.chunks(EVENTS_PER_ENTRY) {
+                sqlx::query("INSERT INTO event_stream (payload, appended_at, batched) VALUES ($1, $2, $3)")
+                    .bind(encode_batch(chunk))
+                    .bind(now)
+                    .bind(true)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
         });
@@ -402,35 +459,32 @@ impl EventStream for SqlEventStream {
         let mut delivered = self.delivered_up_to.lock().await;
         let deadline = tokio::time::Instant::now() + block;
         loop {
-            let rows: Vec<(i64, Vec<u8>)> = on_pool!(&self.database, pool => {
-                sqlx::query_as("SELECT seq, payload FROM event_stream WHERE seq > $1 ORDER BY seq LIMIT $2")
+            let entries_wanted = entries_for(max) as i64;
+            let rows: Vec<(i64, Vec<u8>, bool)> = on_pool!(&self.database, pool => {
+                sqlx::query_as("SELECT seq, payload, batched FROM event_stream WHERE seq > $1 ORDER BY seq LIMIT $2")
                     .bind(*delivered)
-                    .bind(max as i64)
+                    .bind(entries_wanted)
                     .fetch_all(pool)
                     .await?
             });
             if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
-                if let Some((last, _)) = rows.last() {
+                if let Some((last, _, _)) = rows.last() {
                     *delivered = *last;
                 }
-                return rows
-                    .into_iter()
-                    .map(|(seq, payload)| {
-                        Ok(StreamEntry {
-                            id: seq.to_string(),
-                            event: decode(&payload)?,
-                        })
-                    })
-                    .collect();
+                let mut entries = Vec::new();
+                for (seq, payload, batched) in rows {
+                    decode_entry(&seq.to_string(), &payload, batched, &mut entries)?;
+                }
+                return Ok(entries);
             }
             tokio::time::sleep(SQL_POLL_INTERVAL.min(deadline - tokio::time::Instant::now())).await;
         }
     }
 
     async fn ack(&self, ids: &[String]) -> anyhow::Result<()> {
-        let seqs = ids
-            .iter()
-            .map(|id| id.parse::<i64>())
+        let seqs = distinct_ids(ids)
+            .into_iter()
+            .map(str::parse::<i64>)
             .collect::<Result<Vec<_>, _>>()
             .context("acknowledging an id that is not from this stream")?;
         on_pool!(&self.database, pool => {
@@ -484,7 +538,8 @@ impl EventStream for SqlEventStream {
 
 /// Events waiting in memory before the publisher drops new ones.
 pub const PUBLISH_BUFFER: usize = 65_536;
-const PUBLISH_BATCH: usize = 512;
+/// The most events the publisher appends at once.
+pub const PUBLISH_BATCH: usize = 512;
 /// How long the writer waits to fill a batch: events stay well inside the
 /// two seconds in which analytics must show them.
 const PUBLISH_LINGER: Duration = Duration::from_millis(10);

@@ -19,6 +19,11 @@ pub fn utc_day(millis: i64) -> i64 {
     millis.div_euclid(MILLIS_PER_DAY)
 }
 
+/// The minute (minutes since the epoch) of a unix-millisecond time.
+pub fn utc_minute(millis: i64) -> i64 {
+    millis.div_euclid(60_000)
+}
+
 /// The hour (hours since the epoch) of a unix-millisecond time.
 pub fn utc_hour(millis: i64) -> i64 {
     millis.div_euclid(MILLIS_PER_HOUR)

@@ -91,7 +91,9 @@ async fn main() -> anyhow::Result<()> {
     let mut events = Vec::with_capacity(args.impressions + args.impressions / 4);
     let mut expected_spend = 0i64;
     for serial in 0..args.impressions {
-        let impression_id = format!("imp-{serial}");
+        // As the ad-server does: UUIDv7 ids, an impression's event id is
+        // its impression id.
+        let impression_id = uuid::Uuid::now_v7().to_string();
         let spend = 500 + (serial % 1000) as i64;
         expected_spend += spend;
         let base = pb::AdEvent {
@@ -104,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
             ..Default::default()
         };
         events.push(pb::AdEvent {
-            event_id: format!("{impression_id}-i"),
+            event_id: impression_id.clone(),
             event_type: pb::EventType::Impression as i32,
             bid_price: spend * 1000,
             spend,
@@ -112,14 +114,15 @@ async fn main() -> anyhow::Result<()> {
         });
         if serial % 4 == 0 {
             events.push(pb::AdEvent {
-                event_id: format!("{impression_id}-c"),
+                event_id: uuid::Uuid::now_v7().to_string(),
                 event_type: pb::EventType::Click as i32,
                 ..base
             });
         }
     }
     let total = events.len() as u64;
-    for chunk in events.chunks(5_000) {
+    // In the ad-server publisher's batches.
+    for chunk in events.chunks(admesh_common::events::PUBLISH_BATCH) {
         stream.append(chunk).await.context("publishing")?;
     }
     println!("analytics-bench: {total} events published ({profile} profile), counting…");

@@ -1,6 +1,7 @@
 //! One conformance test for both event streams (SPEC §5): events come out in
-//! order, acknowledged ones are not delivered again, and after a restart the
-//! unacknowledged ones are delivered again (at-least-once).
+//! order, an append is one entry acknowledged as a whole, acknowledged
+//! entries are not delivered again, and after a restart the unacknowledged
+//! ones are delivered again (at-least-once).
 
 mod support;
 
@@ -32,19 +33,22 @@ where
     Fut: std::future::Future<Output = S>,
 {
     let stream = open().await;
-    stream
-        .append(&[event(1), event(2), event(3)])
-        .await
-        .expect("append");
+    // One entry per append: events 1 and 2 on their own, 3 and 4 together.
+    stream.append(&[event(1)]).await.expect("append");
+    stream.append(&[event(2)]).await.expect("append");
+    stream.append(&[event(3), event(4)]).await.expect("append");
     let read = stream.read("consumer-1", 10, BLOCK).await.expect("read");
     let ids: Vec<_> = read
         .iter()
         .map(|entry| entry.event.event_id.as_str())
         .collect();
-    assert_eq!(ids, ["event-1", "event-2", "event-3"]);
+    assert_eq!(ids, ["event-1", "event-2", "event-3", "event-4"]);
     assert_eq!(read[1].event, event(2));
+    assert_eq!(read[2].id, read[3].id, "a batch is one entry");
+    assert_ne!(read[1].id, read[2].id);
+    // Acknowledging an entry once per event, as consumers do.
     stream
-        .ack(&[read[0].id.clone(), read[2].id.clone()])
+        .ack(&[read[0].id.clone(), read[2].id.clone(), read[3].id.clone()])
         .await
         .expect("ack");
     assert!(

@@ -45,9 +45,10 @@ pub trait EventStream: Send + Sync + std::fmt::Debug {
     /// [`EVENTS_PER_ENTRY`] events.
     async fn append(&self, events: &[AdEvent]) -> anyhow::Result<()>;
 
-    /// About `max` events (see `entries_for`) of entries not yet delivered to `consumer` (after a restart:
-    /// the ones delivered but never acknowledged come first), waiting up to
-    /// `block` for some to arrive.
+    /// The events of entries not yet delivered to `consumer`, about `max`
+    /// of them (whole entries; see `ReadPlan`). After a restart the entries
+    /// delivered but never acknowledged come first. Waits up to `block` for
+    /// some to arrive.
     async fn read(
         &self,
         consumer: &str,
@@ -140,12 +141,56 @@ fn decode_redis_entry(
     Ok(())
 }
 
-/// How many entries to read for about `max_events` events. Entries hold
-/// from one event (a quiet publisher) to [`EVENTS_PER_ENTRY`]; a quarter of
-/// that is the typical batch of a busy ad-server, so a read returns about
-/// `max_events` under load and at most four times as many.
-fn entries_for(max_events: usize) -> usize {
-    max_events.div_ceil(EVENTS_PER_ENTRY / 4).max(1)
+/// How a read gathers about `max_events` events from entries of unknown
+/// size (one event from a quiet publisher, up to [`EVENTS_PER_ENTRY`] from
+/// a busy one): the first read asks for entries of a busy ad-server's
+/// typical size (a quarter of the most); while the entries turn out smaller
+/// and the stream has more, it reads again for the rest, estimating from
+/// the entries seen so far.
+#[derive(Debug)]
+struct ReadPlan {
+    max_events: usize,
+    asked: usize,
+    entries: usize,
+    events: usize,
+}
+
+impl ReadPlan {
+    fn new(max_events: usize) -> Self {
+        Self {
+            max_events: max_events.max(1),
+            asked: max_events.div_ceil(EVENTS_PER_ENTRY / 4).max(1),
+            entries: 0,
+            events: 0,
+        }
+    }
+
+    /// Entries to ask for next.
+    fn count(&self) -> usize {
+        self.asked
+    }
+
+    /// Notes a read's result; answers whether to read again.
+    fn read_again(&mut self, entries: &[StreamEntry]) -> bool {
+        let got = distinct_ids_of(entries);
+        self.entries += got;
+        self.events += entries.len();
+        if got < self.asked || self.events >= self.max_events {
+            return false;
+        }
+        let per_entry = (self.events / self.entries.max(1)).max(1);
+        self.asked = ((self.max_events - self.events) / per_entry).max(1);
+        true
+    }
+}
+
+/// How many entries `entries` (in stream order) come from.
+fn distinct_ids_of(entries: &[StreamEntry]) -> usize {
+    entries
+        .iter()
+        .zip(std::iter::once(None).chain(entries.iter().map(Some)))
+        .filter(|(entry, previous)| previous.is_none_or(|previous| previous.id != entry.id))
+        .count()
 }
 
 /// Each id once, in order of first appearance.
@@ -194,7 +239,7 @@ impl RedisEventStream {
     async fn read_group(
         &self,
         consumer: &str,
-        max: usize,
+        entries: usize,
         from: &str,
         block: Option<Duration>,
     ) -> anyhow::Result<Vec<StreamEntry>> {
@@ -204,7 +249,7 @@ impl RedisEventStream {
             .arg(CONSUMER_GROUP)
             .arg(consumer)
             .arg("COUNT")
-            .arg(entries_for(max));
+            .arg(entries);
         if let Some(block) = block {
             command.arg("BLOCK").arg(block.as_millis() as u64);
         }
@@ -302,7 +347,9 @@ impl EventStream for RedisEventStream {
             .unwrap_or_else(|e| e.into_inner())
             .contains(consumer);
         if !caught_up {
-            let pending = self.read_group(consumer, max, "0", None).await?;
+            let pending = self
+                .read_group(consumer, ReadPlan::new(max).count(), "0", None)
+                .await?;
             if !pending.is_empty() {
                 return Ok(pending);
             }
@@ -311,7 +358,17 @@ impl EventStream for RedisEventStream {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(consumer.to_string());
         }
-        self.read_group(consumer, max, ">", Some(block)).await
+        let mut plan = ReadPlan::new(max);
+        let mut read = self
+            .read_group(consumer, plan.count(), ">", Some(block))
+            .await?;
+        let mut last = read.len();
+        while plan.read_again(&read[read.len() - last..]) {
+            let more = self.read_group(consumer, plan.count(), ">", None).await?;
+            last = more.len();
+            read.extend(more);
+        }
+        Ok(read)
     }
 
     async fn ack(&self, ids: &[String]) -> anyhow::Result<()> {
@@ -352,7 +409,7 @@ impl EventStream for RedisEventStream {
             .arg(min_idle.as_millis() as u64)
             .arg("0-0")
             .arg("COUNT")
-            .arg(entries_for(max))
+            .arg(ReadPlan::new(max).count())
             .query_async(&mut self.redis.connection())
             .await
             .context("claiming stale stream entries")?;
@@ -458,26 +515,36 @@ impl EventStream for SqlEventStream {
     ) -> anyhow::Result<Vec<StreamEntry>> {
         let mut delivered = self.delivered_up_to.lock().await;
         let deadline = tokio::time::Instant::now() + block;
+        let mut plan = ReadPlan::new(max);
+        let mut entries = Vec::new();
         loop {
-            let entries_wanted = entries_for(max) as i64;
             let rows: Vec<(i64, Vec<u8>, bool)> = on_pool!(&self.database, pool => {
                 sqlx::query_as("SELECT seq, payload, batched FROM event_stream WHERE seq > $1 ORDER BY seq LIMIT $2")
                     .bind(*delivered)
-                    .bind(entries_wanted)
+                    .bind(plan.count() as i64)
                     .fetch_all(pool)
                     .await?
             });
-            if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
-                if let Some((last, _, _)) = rows.last() {
-                    *delivered = *last;
+            if rows.is_empty() && entries.is_empty() {
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok(entries);
                 }
-                let mut entries = Vec::new();
-                for (seq, payload, batched) in rows {
-                    decode_entry(&seq.to_string(), &payload, batched, &mut entries)?;
-                }
+                tokio::time::sleep(SQL_POLL_INTERVAL.min(deadline - tokio::time::Instant::now()))
+                    .await;
+                continue;
+            }
+            if let Some((last, _, _)) = rows.last() {
+                *delivered = *last;
+            }
+            let mut read = Vec::new();
+            for (seq, payload, batched) in rows {
+                decode_entry(&seq.to_string(), &payload, batched, &mut read)?;
+            }
+            let again = plan.read_again(&read);
+            entries.extend(read);
+            if !again {
                 return Ok(entries);
             }
-            tokio::time::sleep(SQL_POLL_INTERVAL.min(deadline - tokio::time::Instant::now())).await;
         }
     }
 
@@ -664,5 +731,56 @@ async fn append_with_retry(
                 delay = (delay * 2).min(RETRY_MAX);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod read_plan_tests {
+    use super::*;
+
+    fn entries(sizes: &[usize], first_id: usize) -> Vec<StreamEntry> {
+        sizes
+            .iter()
+            .enumerate()
+            .flat_map(|(index, size)| {
+                (0..*size).map(move |_| StreamEntry {
+                    id: (first_id + index).to_string(),
+                    event: AdEvent::default(),
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn small_entries_are_read_again_until_about_max_events() {
+        let mut plan = ReadPlan::new(10);
+        assert_eq!(plan.count(), 1);
+        assert!(
+            plan.read_again(&entries(&[1], 0)),
+            "a one-event entry: more"
+        );
+        assert_eq!(plan.count(), 9);
+        assert!(!plan.read_again(&entries(&[1; 9], 1)), "ten events read");
+    }
+
+    #[test]
+    fn a_drained_stream_or_big_entries_end_the_read() {
+        let mut plan = ReadPlan::new(10_000);
+        assert_eq!(plan.count(), 40);
+        assert!(
+            !plan.read_again(&entries(&[3; 7], 0)),
+            "fewer entries than asked: drained"
+        );
+        let mut plan = ReadPlan::new(10_000);
+        assert!(!plan.read_again(&entries(&[300; 40], 0)), "12,000 events");
+        let mut plan = ReadPlan::new(10_000);
+        assert!(plan.read_again(&entries(&[100; 40], 0)));
+        assert_eq!(plan.count(), 60, "6,000 more events of 100 each");
+    }
+
+    #[test]
+    fn entries_are_counted_by_their_ids() {
+        assert_eq!(distinct_ids_of(&entries(&[2, 1, 3], 0)), 3);
+        assert_eq!(distinct_ids_of(&[]), 0);
     }
 }

@@ -752,11 +752,14 @@ impl QueueServiceImpl {
         }
         problems.into_result()?;
         let leases: Vec<String> = checked.iter().map(|(lease, _)| lease.clone()).collect();
-        let answers = self.store()?.complete(checked).await?;
+        let dispatcher = self.dispatcher()?;
+        let release = || dispatcher.released(leases.iter().map(String::as_str));
+        let answers = self.store()?.complete(checked, &release).await;
+        // Released again when completing failed before the change applied.
+        release();
+        let answers = answers?;
         let accepted = answers.iter().filter(|answer| answer.accepted).count();
         metrics::counter!("admesh_queue_jobs_completed_total").increment(accepted as u64);
-        self.dispatcher()?
-            .released(leases.iter().map(String::as_str));
         Ok(answers.into_iter().map(Self::lease_ack).collect())
     }
 }

@@ -493,6 +493,7 @@ impl QueueStore for EmbeddedQueue {
     async fn complete(
         &self,
         completions: Vec<(String, Analysis)>,
+        applied: &(dyn Fn() + Send + Sync),
     ) -> StoreResult<Vec<LeaseAnswer>> {
         let leases: Vec<String> = completions.iter().map(|(lease, _)| lease.clone()).collect();
         let (answers, pending) = self.change(|state, now, batch| {
@@ -509,6 +510,7 @@ impl QueueStore for EmbeddedQueue {
                 })
                 .collect::<Vec<_>>()
         });
+        applied();
         pending.committed().await?;
         let mut resolved = Vec::with_capacity(answers.len());
         for (answer, lease) in answers.into_iter().zip(&leases) {

@@ -297,9 +297,15 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Extends leases; answers those no longer held.
     async fn heartbeat(&self, lease_ids: &[String]) -> StoreResult<Vec<String>>;
 
-    /// Completes leased jobs, each idempotently.
-    async fn complete(&self, completions: Vec<(String, Analysis)>)
-    -> StoreResult<Vec<LeaseAnswer>>;
+    /// Completes leased jobs, each idempotently. `applied` runs once the
+    /// completions are applied (in memory or in Redis), before they are
+    /// committed to SQL: the dispatcher gives the processor its room back
+    /// there, so dispatch does not wait on SQL; the answer does.
+    async fn complete(
+        &self,
+        completions: Vec<(String, Analysis)>,
+        applied: &(dyn Fn() + Send + Sync),
+    ) -> StoreResult<Vec<LeaseAnswer>>;
 
     /// Fails a leased job: retry after a backoff, dead after max attempts,
     /// failed at once when not retryable.

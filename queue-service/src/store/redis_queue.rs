@@ -3,7 +3,9 @@
 //! holds every job row and the audit trail (group commit, as embedded).
 //!
 //! Keys (one hash tag, so the scripts may touch them all):
-//! `{prefix}:jobs` (hash: id → job JSON), `{prefix}:ready` (sorted by
+//! `{prefix}:jobs` (hash: id → job JSON of active jobs), `{prefix}:leaving`
+//! (id → JSON of jobs that finished but whose SQL row may lag: reads find
+//! them there until the mirror commits), `{prefix}:ready` (sorted by
 //! [`priority_score`]), `{prefix}:deadline` (by starvation deadline),
 //! `{prefix}:delayed` (by retry time), `{prefix}:leases` (by expiry).
 //!
@@ -92,7 +94,7 @@ return out
 /// otherwise the JSON above is used, not sent twice). Answers 1 (written)
 /// or 0 (changed meanwhile).
 const CAS_SCRIPT: &str = r#"
-local jobs, ready, deadline, delayed, leases, outbox, outbox_jobs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local jobs, ready, deadline, delayed, leases, outbox, outbox_jobs, leaving = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local count = tonumber(ARGV[1])
 local now = ARGV[2]
 local results = {}
@@ -109,7 +111,9 @@ for i = 0, count - 1 do
     redis.call('ZREM', leases, id)
     if json == '' then
       redis.call('HDEL', jobs, id)
+      redis.call('HSET', leaving, id, ARGV[base + 8])
     else
+      redis.call('HDEL', leaving, id)
       redis.call('HSET', jobs, id, json)
       if ARGV[base + 3] ~= '' then redis.call('ZADD', ready, ARGV[base + 3], id) end
       if ARGV[base + 4] ~= '' then redis.call('ZADD', deadline, ARGV[base + 4], id) end
@@ -128,17 +132,37 @@ end
 return results
 "#;
 
+/// After the SQL mirror committed them: drops outbox entries (ARGV:
+/// `id:version`) and, for a job that left the active hash, its copy in
+/// `leaving` unless a newer version is there.
+const CLEAR_SCRIPT: &str = r#"
+local outbox, outbox_jobs, leaving = KEYS[6], KEYS[7], KEYS[8]
+for _, entry in ipairs(ARGV) do
+  redis.call('ZREM', outbox, entry)
+  redis.call('HDEL', outbox_jobs, entry)
+  local id, version = string.match(entry, '^(.*):(%d+)$')
+  if id then
+    local raw = redis.call('HGET', leaving, id)
+    if raw and cjson.decode(raw).version <= tonumber(version) then
+      redis.call('HDEL', leaving, id)
+    end
+  end
+end
+return 0
+"#;
+
 /// An outbox entry this old is taken to belong to a dead replica.
 pub const RECOVER_AFTER_MS: i64 = 10_000;
 
 pub struct RedisQueue {
     redis: Redis,
-    keys: [String; 7],
+    keys: [String; 8],
     records: JobRecords,
     writer: GroupCommit,
     settings: Mutex<QueueSettings>,
     claim: redis::Script,
     cas: redis::Script,
+    clear: redis::Script,
 }
 
 impl std::fmt::Debug for RedisQueue {
@@ -175,6 +199,7 @@ impl RedisQueue {
             "leases",
             "outbox",
             "outbox_jobs",
+            "leaving",
         ]
         .map(|name| format!("{prefix}:{name}"));
         Ok(Arc::new(Self {
@@ -185,6 +210,7 @@ impl RedisQueue {
             settings: Mutex::new(settings),
             claim: redis::Script::new(CLAIM_SCRIPT),
             cas: redis::Script::new(CAS_SCRIPT),
+            clear: redis::Script::new(CLEAR_SCRIPT),
         }))
     }
 
@@ -294,22 +320,31 @@ impl RedisQueue {
     }
 
     async fn clear_outbox(&self, entries: &[String]) -> StoreResult<()> {
-        for chunk in entries.chunks(500) {
-            let _: () = redis::pipe()
-                .atomic()
-                .cmd("ZREM")
-                .arg(self.outbox_key())
-                .arg(chunk)
-                .ignore()
-                .cmd("HDEL")
-                .arg(&self.keys[6])
-                .arg(chunk)
-                .ignore()
-                .query_async(&mut self.redis.connection())
-                .await
-                .context("clearing the outbox")?;
+        clear_outbox(&self.redis, &self.clear, &self.keys, entries).await
+    }
+
+    /// Queues the transitions for the SQL mirror without waiting: Redis
+    /// (and its outbox) already hold them durably. The outbox is cleared
+    /// once they are committed.
+    fn mirror_behind(&self, transitions: Vec<Transition>) {
+        if transitions.is_empty() {
+            return;
         }
-        Ok(())
+        let entries: Vec<String> = transitions
+            .iter()
+            .map(|(job, _)| outbox_entry(job))
+            .collect();
+        let pending = self.writer.enqueue(batch_of(transitions));
+        let redis = self.redis.clone();
+        let (clear, keys) = (self.clear.clone(), self.keys.clone());
+        tokio::spawn(async move {
+            // On failure the entries stay; the sweep mirrors them later.
+            if pending.committed().await.is_ok()
+                && let Err(error) = clear_outbox(&redis, &clear, &keys, &entries).await
+            {
+                tracing::warn!(error = %error, "clearing the outbox failed; the sweep will");
+            }
+        });
     }
 
     fn outbox_key(&self) -> &str {
@@ -509,6 +544,28 @@ impl RedisQueue {
     }
 }
 
+async fn clear_outbox(
+    redis: &Redis,
+    clear: &redis::Script,
+    keys: &[String],
+    entries: &[String],
+) -> StoreResult<()> {
+    for chunk in entries.chunks(500) {
+        let mut invocation = clear.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for entry in chunk {
+            invocation.arg(entry);
+        }
+        let _: i64 = invocation
+            .invoke_async(&mut redis.connection())
+            .await
+            .context("clearing the outbox")?;
+    }
+    Ok(())
+}
+
 fn batch_of(transitions: Vec<Transition>) -> WriteBatch {
     let mut batch = WriteBatch::default();
     for transition in transitions {
@@ -613,6 +670,20 @@ impl QueueStore for RedisQueue {
                 None
             };
             return Ok(Some(JobView { job, position }));
+        }
+        // Finished, perhaps not yet in SQL.
+        let leaving: Option<String> = redis::cmd("HGET")
+            .arg(&self.keys[7])
+            .arg(id)
+            .query_async(&mut self.redis.connection())
+            .await
+            .context("reading a finished job from Redis")?;
+        if let Some(raw) = leaving {
+            let job: Job = serde_json::from_str(&raw).context("a job in Redis is unreadable")?;
+            return Ok(Some(JobView {
+                job,
+                position: None,
+            }));
         }
         Ok(self.records.get(id).await?.map(|job| JobView {
             job,
@@ -803,7 +874,7 @@ impl QueueStore for RedisQueue {
             .collect();
         // Written behind to PostgreSQL (Redis holds the lease): merged with
         // the completion that usually follows.
-        drop(self.writer.enqueue(batch_of(landed)));
+        self.mirror_behind(landed);
         Ok(leases)
     }
 
@@ -879,6 +950,7 @@ impl QueueStore for RedisQueue {
     async fn complete(
         &self,
         completions: Vec<(String, Analysis)>,
+        applied: &(dyn Fn() + Send + Sync),
     ) -> StoreResult<Vec<LeaseAnswer>> {
         let ids: Vec<String> = completions
             .iter()
@@ -918,6 +990,7 @@ impl QueueStore for RedisQueue {
                 landed.push(transition);
             }
         }
+        applied();
         self.mirror(landed).await?;
         let mut answers = Vec::with_capacity(completions.len());
         for ((lease, _), slot) in completions.iter().zip(slots) {

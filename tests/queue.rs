@@ -878,6 +878,29 @@ async fn stats_and_listings_reflect_the_queue(queue: Queue) {
         .expect("family");
     assert_eq!((rpg.processing, rpg.completed), (1, 1));
     assert_eq!(rpg.average_quality_score, 80.0);
+    // The gauges (counted on the Redis indexes in the cluster profile) say
+    // the same, scraped from the service's /metrics.
+    let wanted = [
+        "admesh_queue_depth{priority=\"1\"} 1",
+        "admesh_queue_depth{priority=\"3\"} 1",
+        "admesh_queue_depth{priority=\"5\"} 0",
+        "admesh_queue_processing 1",
+        "admesh_queue_starved 0",
+    ];
+    let address = queue.address;
+    support::eventually("the queue gauges", Duration::from_secs(20), || async move {
+        let text = reqwest::get(format!("http://{address}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        wanted
+            .iter()
+            .all(|line| text.lines().any(|have| have == *line))
+            .then_some(())
+    })
+    .await;
 
     let mut client = queue.client();
     let page = client

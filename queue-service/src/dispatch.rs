@@ -211,13 +211,13 @@ pub async fn expire_leases(
             Ok(_) => {}
             Err(error) => tracing::warn!(error = %error, "expiring leases failed"),
         }
-        if let Ok(snapshot) = store.snapshot().await {
-            for (index, depth) in snapshot.by_priority.iter().enumerate() {
+        if let Ok(gauges) = store.gauges().await {
+            for (index, depth) in gauges.by_priority.iter().enumerate() {
                 metrics::gauge!("admesh_queue_depth", "priority" => (index + 1).to_string())
                     .set(*depth as f64);
             }
-            metrics::gauge!("admesh_queue_processing").set(snapshot.processing as f64);
-            metrics::gauge!("admesh_queue_starved").set(snapshot.starved as f64);
+            metrics::gauge!("admesh_queue_processing").set(gauges.processing as f64);
+            metrics::gauge!("admesh_queue_starved").set(gauges.starved as f64);
         }
     }
 }

@@ -170,6 +170,15 @@ pub struct QueueSnapshot {
     pub families: Vec<FamilySnapshot>,
 }
 
+/// Queued jobs by priority (index 0 = priority 1), leased jobs, and queued
+/// jobs past their max wait.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueGauges {
+    pub by_priority: [u64; 5],
+    pub processing: u64,
+    pub starved: u64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FamilySnapshot {
     pub game_family: String,
@@ -270,6 +279,17 @@ pub trait QueueStore: Send + Sync + 'static {
 
     /// Figures of the queued and processing jobs.
     async fn snapshot(&self) -> StoreResult<QueueSnapshot>;
+
+    /// The queue's gauges (exported every sweep): what a snapshot says
+    /// without its per-job figures, so a store can count them cheaply.
+    async fn gauges(&self) -> StoreResult<QueueGauges> {
+        let snapshot = self.snapshot().await?;
+        Ok(QueueGauges {
+            by_priority: snapshot.by_priority,
+            processing: snapshot.processing,
+            starved: snapshot.starved,
+        })
+    }
 
     async fn change_priority(
         &self,

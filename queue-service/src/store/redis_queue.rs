@@ -33,7 +33,7 @@ use parking_lot::Mutex;
 
 use super::{
     ExpiredLease, JobView, Lease, LeaseAnswer, PriorityChangeOutcome, PrioritySelector,
-    QueueSnapshot, QueueStore, StoreError, StoreResult, page_of_queued, snapshot_of,
+    QueueGauges, QueueSnapshot, QueueStore, StoreError, StoreResult, page_of_queued, snapshot_of,
     writer::GroupCommit,
 };
 use crate::{
@@ -150,6 +150,9 @@ for _, entry in ipairs(ARGV) do
 end
 return 0
 "#;
+
+/// Jobs in retry backoff read per gauge sweep at most (counted by priority).
+const MAX_DELAYED_READ: usize = 10_000;
 
 /// An outbox entry this old is taken to belong to a dead replica.
 pub const RECOVER_AFTER_MS: i64 = 10_000;
@@ -742,6 +745,58 @@ impl QueueStore for RedisQueue {
             .filter_map(|value| serde_json::from_str(value).ok())
             .collect();
         Ok(snapshot_of(jobs.iter(), now_millis()))
+    }
+
+    /// Counted on the indexes, not by reading every job (which the gauges'
+    /// sweep did every second, costing the whole queue's JSON each time):
+    /// ready jobs by their priority band, plus the few waiting out a retry
+    /// backoff, read by id.
+    async fn gauges(&self) -> StoreResult<QueueGauges> {
+        let now = now_millis();
+        let mut pipe = redis::pipe();
+        for priority in 1..=5u8 {
+            pipe.cmd("ZCOUNT")
+                .arg(&self.keys[1])
+                .arg(format!("{:.0}", priority_score(priority, 0)))
+                .arg(format!(
+                    "({:.0}",
+                    priority_score(priority, 0) + (1_i64 << 42) as f64
+                ));
+        }
+        pipe.cmd("ZCARD").arg(&self.keys[4]);
+        pipe.cmd("ZCOUNT")
+            .arg(&self.keys[2])
+            .arg("-inf")
+            .arg(format!("({now}"));
+        pipe.cmd("ZRANGE")
+            .arg(&self.keys[3])
+            .arg(0)
+            .arg(MAX_DELAYED_READ - 1);
+        let (ready, processing, starved, delayed): ([u64; 5], u64, u64, Vec<String>) = {
+            let (p1, p2, p3, p4, p5, processing, starved, delayed): (
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                u64,
+                Vec<String>,
+            ) = pipe
+                .query_async(&mut self.redis.connection())
+                .await
+                .context("counting the queue")?;
+            ([p1, p2, p3, p4, p5], processing, starved, delayed)
+        };
+        let mut by_priority = ready;
+        for job in self.read_jobs(&delayed).await?.values() {
+            by_priority[usize::from(job.priority.clamp(1, 5) - 1)] += 1;
+        }
+        Ok(QueueGauges {
+            by_priority,
+            processing,
+            starved,
+        })
     }
 
     async fn change_priority(

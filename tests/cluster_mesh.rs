@@ -186,13 +186,20 @@ async fn assert_each_job_processed_once(
             );
         }
         // A call may still meet the killed replica once before the edge's
-        // balancer drops it.
-        let events =
-            support::eventually("the job's audit trail", Duration::from_secs(30), || async {
+        // balancer drops it; and a finished job is readable from Redis a
+        // moment before its SQL audit row commits.
+        let events = support::eventually(
+            "the job's completion in its audit trail",
+            Duration::from_secs(30),
+            || async {
                 let (status, events) = rest.get(&format!("/api/v1/ads/{id}/events")).await;
-                (status == StatusCode::OK).then_some(events)
-            })
-            .await;
+                let completed = events["events"]
+                    .as_array()
+                    .is_some_and(|all| all.iter().any(|event| event["kind"] == "completed"));
+                (status == StatusCode::OK && completed).then_some(events)
+            },
+        )
+        .await;
         let completions = events["events"]
             .as_array()
             .expect("events")

@@ -3,7 +3,9 @@
 //! holds every job row and the audit trail (group commit, as embedded).
 //!
 //! Keys (one hash tag, so the scripts may touch them all):
-//! `{prefix}:jobs` (hash: id → job JSON of active jobs), `{prefix}:leaving`
+//! `{prefix}:jobs` (hash: id → job JSON of active jobs), `{prefix}:versions`
+//! (id → the version of its JSON, so scripts compare versions without
+//! decoding JSON; `left:id` → the version in `leaving`), `{prefix}:leaving`
 //! (id → JSON of jobs that finished but whose SQL row may lag: reads find
 //! them there until the mirror commits), `{prefix}:ready` (sorted by
 //! [`priority_score`]), `{prefix}:deadline` (by starvation deadline),
@@ -94,33 +96,48 @@ return out
 /// otherwise the JSON above is used, not sent twice). Answers 1 (written)
 /// or 0 (changed meanwhile).
 const CAS_SCRIPT: &str = r#"
-local jobs, ready, deadline, delayed, leases, outbox, outbox_jobs, leaving = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local jobs, ready, deadline, delayed, leases, outbox, outbox_jobs, leaving, versions = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local count = tonumber(ARGV[1])
 local now = ARGV[2]
 local results = {}
 for i = 0, count - 1 do
   local base = 3 + i * 9
   local id, expected, json = ARGV[base], ARGV[base + 1], ARGV[base + 2]
-  local raw = redis.call('HGET', jobs, id)
   local ok
-  if expected == '0' then ok = (raw == false) else ok = raw and cjson.decode(raw).version == tonumber(expected) end
+  if expected == '0' then
+    ok = redis.call('HEXISTS', jobs, id) == 0
+  else
+    local current = tonumber(redis.call('HGET', versions, id))
+    if not current then
+      -- Written before versions were kept apart: read it from the JSON.
+      local raw = redis.call('HGET', jobs, id)
+      current = raw and cjson.decode(raw).version
+    end
+    ok = current ~= nil and current == tonumber(expected)
+  end
   if ok then
+    local entry = ARGV[base + 7]
+    local version = string.match(entry, ':(%d+)$')
     redis.call('ZREM', ready, id)
     redis.call('ZREM', deadline, id)
     redis.call('ZREM', delayed, id)
     redis.call('ZREM', leases, id)
     if json == '' then
       redis.call('HDEL', jobs, id)
+      redis.call('HDEL', versions, id)
       redis.call('HSET', leaving, id, ARGV[base + 8])
+      redis.call('HSET', versions, 'left:' .. id, version)
     else
       redis.call('HDEL', leaving, id)
+      redis.call('HDEL', versions, 'left:' .. id)
       redis.call('HSET', jobs, id, json)
+      redis.call('HSET', versions, id, version)
       if ARGV[base + 3] ~= '' then redis.call('ZADD', ready, ARGV[base + 3], id) end
       if ARGV[base + 4] ~= '' then redis.call('ZADD', deadline, ARGV[base + 4], id) end
       if ARGV[base + 5] ~= '' then redis.call('ZADD', delayed, ARGV[base + 5], id) end
       if ARGV[base + 6] ~= '' then redis.call('ZADD', leases, ARGV[base + 6], id) end
     end
-    local entry, payload = ARGV[base + 7], json
+    local payload = json
     if payload == '' then payload = ARGV[base + 8] end
     redis.call('HSET', outbox_jobs, entry, payload)
     redis.call('ZADD', outbox, now, entry)
@@ -136,15 +153,16 @@ return results
 /// `id:version`) and, for a job that left the active hash, its copy in
 /// `leaving` unless a newer version is there.
 const CLEAR_SCRIPT: &str = r#"
-local outbox, outbox_jobs, leaving = KEYS[6], KEYS[7], KEYS[8]
+local outbox, outbox_jobs, leaving, versions = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 for _, entry in ipairs(ARGV) do
   redis.call('ZREM', outbox, entry)
   redis.call('HDEL', outbox_jobs, entry)
   local id, version = string.match(entry, '^(.*):(%d+)$')
   if id then
-    local raw = redis.call('HGET', leaving, id)
-    if raw and cjson.decode(raw).version <= tonumber(version) then
+    local left = tonumber(redis.call('HGET', versions, 'left:' .. id))
+    if left and left <= tonumber(version) then
       redis.call('HDEL', leaving, id)
+      redis.call('HDEL', versions, 'left:' .. id)
     end
   end
 end
@@ -159,7 +177,7 @@ pub const RECOVER_AFTER_MS: i64 = 10_000;
 
 pub struct RedisQueue {
     redis: Redis,
-    keys: [String; 8],
+    keys: [String; 9],
     records: JobRecords,
     writer: GroupCommit,
     settings: Mutex<QueueSettings>,
@@ -203,6 +221,7 @@ impl RedisQueue {
             "outbox",
             "outbox_jobs",
             "leaving",
+            "versions",
         ]
         .map(|name| format!("{prefix}:{name}"));
         Ok(Arc::new(Self {

@@ -307,6 +307,9 @@ impl JobRecords {
         }
         batch.dedup_jobs();
         let upsert_tail = upsert_assignments();
+        if let Database::Postgres(pool) = &self.database {
+            return write_postgres(pool, batch, &upsert_tail).await;
+        }
         on_pool!(&self.database, pool => {
             let mut transaction = pool.begin().await.context("begin job write")?;
             for chunk in statement_chunks(&batch.jobs) {
@@ -597,6 +600,127 @@ impl JobRecords {
 
 /// `ON CONFLICT … DO UPDATE SET col = excluded.col, …` for every column
 /// but the id, applied only by a newer version.
+/// PostgreSQL takes a whole batch as one statement per table, each column
+/// an array (`UNNEST`): a few dozen parameters instead of one per value,
+/// which is most of what thousands of bound values cost it.
+async fn write_postgres(
+    pool: &sqlx::PgPool,
+    batch: &WriteBatch,
+    upsert_tail: &str,
+) -> anyhow::Result<()> {
+    let jobs = &batch.jobs;
+    let texts = |field: fn(&Job) -> String| jobs.iter().map(field).collect::<Vec<String>>();
+    let ints = |field: fn(&Job) -> i32| jobs.iter().map(field).collect::<Vec<i32>>();
+    let longs = |field: fn(&Job) -> i64| jobs.iter().map(field).collect::<Vec<i64>>();
+    let maybe_longs =
+        |field: fn(&Job) -> Option<i64>| jobs.iter().map(field).collect::<Vec<Option<i64>>>();
+    let maybe_texts =
+        |field: fn(&Job) -> Option<String>| jobs.iter().map(field).collect::<Vec<Option<String>>>();
+    let mut transaction = pool.begin().await.context("begin job write")?;
+    if !jobs.is_empty() {
+        let sql = format!(
+            "INSERT INTO ad_jobs ({JOB_COLUMNS}) SELECT * FROM UNNEST(\
+             $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+             $8::int4[], $9::int4[], $10::int4[], $11::text[], $12::int4[], $13::int8[], $14::int8[], \
+             $15::int8[], $16::int8[], $17::int8[], $18::int8[], $19::int8[], $20::int4[], $21::text[], \
+             $22::text[], $23::text[], $24::text[], $25::int8[], $26::text[], $27::int4[]) {upsert_tail}"
+        );
+        sqlx::query(&sql)
+            .bind(texts(|job| job.id.clone()))
+            .bind(texts(|job| job.title.clone()))
+            .bind(texts(|job| job.description.clone()))
+            .bind(texts(|job| job.game_family.clone()))
+            .bind(texts(|job| {
+                serde_json::to_string(&job.target_audience).unwrap_or_else(|_| "[]".into())
+            }))
+            .bind(texts(|job| {
+                serde_json::to_string(&job.visual_elements).unwrap_or_else(|_| "[]".into())
+            }))
+            .bind(texts(|job| job.call_to_action.clone()))
+            .bind(ints(|job| i32::try_from(job.duration).unwrap_or(i32::MAX)))
+            .bind(ints(|job| i32::from(job.priority)))
+            .bind(ints(|job| {
+                i32::try_from(job.max_wait_secs).unwrap_or(i32::MAX)
+            }))
+            .bind(texts(|job| job.status.as_str().to_string()))
+            .bind(ints(|job| i32::try_from(job.attempt).unwrap_or(i32::MAX)))
+            .bind(longs(|job| job.version))
+            .bind(longs(|job| job.created_at))
+            .bind(longs(|job| job.queued_at))
+            .bind(maybe_longs(|job| job.processing_started_at))
+            .bind(maybe_longs(|job| job.processed_at))
+            .bind(maybe_longs(|job| job.not_before))
+            .bind(longs(|job| job.updated_at))
+            .bind(ints(|job| i32::try_from(job.progress).unwrap_or(100)))
+            .bind(texts(|job| job.progress_message.clone()))
+            .bind(maybe_texts(|job| {
+                job.analysis
+                    .as_ref()
+                    .and_then(|analysis| serde_json::to_string(analysis).ok())
+            }))
+            .bind(texts(|job| job.last_error.clone()))
+            .bind(maybe_texts(|job| job.lease_id.clone()))
+            .bind(maybe_longs(|job| job.lease_expires_at))
+            .bind(maybe_texts(|job| job.processor_id.clone()))
+            .bind(
+                jobs.iter()
+                    .map(|job| {
+                        job.analysis
+                            .as_ref()
+                            .map(|analysis| i32::try_from(analysis.quality_score).unwrap_or(0))
+                    })
+                    .collect::<Vec<Option<i32>>>(),
+            )
+            .execute(&mut *transaction)
+            .await
+            .context("upsert jobs")?;
+    }
+    let events = &batch.events;
+    if !events.is_empty() {
+        sqlx::query(
+            "INSERT INTO job_events (ad_id, kind, status, attempt, cause, detail, created_at) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::text[], \
+             $6::text[], $7::int8[])",
+        )
+        .bind(
+            events
+                .iter()
+                .map(|event| event.ad_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|event| event.kind).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|event| event.status.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|event| i32::try_from(event.attempt).unwrap_or(i32::MAX))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|event| event.cause.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|event| event.detail.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|event| event.time).collect::<Vec<_>>())
+        .execute(&mut *transaction)
+        .await
+        .context("insert job events")?;
+    }
+    transaction.commit().await.context("commit job write")
+}
+
 fn upsert_assignments() -> String {
     let assignments = JOB_COLUMNS
         .split(", ")

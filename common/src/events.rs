@@ -95,10 +95,17 @@ pub fn event_stream(context: &ServiceContext) -> Arc<dyn EventStream> {
 /// The payload of one stream entry: an [`AdEventBatch`], or one
 /// [`AdEvent`] in entries written before batches (`batched == false`).
 fn encode_batch(events: &[AdEvent]) -> Vec<u8> {
-    AdEventBatch {
-        events: events.to_vec(),
+    // The bytes of `AdEventBatch { events }` (field 1, repeated), written
+    // from the slice: building the message would clone every event.
+    let length: usize = events
+        .iter()
+        .map(|event| prost::encoding::message::encoded_len(1, event))
+        .sum();
+    let mut bytes = Vec::with_capacity(length);
+    for event in events {
+        prost::encoding::message::encode(1, event, &mut bytes);
     }
-    .encode_to_vec()
+    bytes
 }
 
 /// The events of the entry `id`, flattened into [`StreamEntry`]s.
@@ -735,7 +742,7 @@ async fn append_with_retry(
 }
 
 #[cfg(test)]
-mod read_plan_tests {
+mod stream_entry_tests {
     use super::*;
 
     fn entries(sizes: &[usize], first_id: usize) -> Vec<StreamEntry> {
@@ -776,6 +783,28 @@ mod read_plan_tests {
         let mut plan = ReadPlan::new(10_000);
         assert!(plan.read_again(&entries(&[100; 40], 0)));
         assert_eq!(plan.count(), 60, "6,000 more events of 100 each");
+    }
+
+    #[test]
+    fn a_batch_is_encoded_as_the_message_would_be() {
+        let events: Vec<AdEvent> = (0..3)
+            .map(|n| AdEvent {
+                event_id: format!("e-{n}"),
+                spend: n,
+                ..Default::default()
+            })
+            .collect();
+        let expected = AdEventBatch {
+            events: events.clone(),
+        }
+        .encode_to_vec();
+        assert_eq!(encode_batch(&events), expected);
+        assert_eq!(
+            AdEventBatch::decode(encode_batch(&events).as_slice())
+                .map(|batch| batch.events)
+                .ok(),
+            Some(events)
+        );
     }
 
     #[test]

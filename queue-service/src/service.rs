@@ -755,8 +755,10 @@ impl QueueServiceImpl {
         let dispatcher = self.dispatcher()?;
         let release = || dispatcher.released(leases.iter().map(String::as_str));
         let answers = self.store()?.complete(checked, &release).await;
-        // Released again when completing failed before the change applied.
-        release();
+        if answers.is_err() {
+            // It may have failed before the completions applied.
+            release();
+        }
         let answers = answers?;
         let accepted = answers.iter().filter(|answer| answer.accepted).count();
         metrics::counter!("admesh_queue_jobs_completed_total").increment(accepted as u64);

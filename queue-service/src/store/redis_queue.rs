@@ -327,46 +327,45 @@ impl RedisQueue {
     /// Applies the transitions that were written to the SQL mirror and the
     /// audit trail (awaited).
     async fn mirror(&self, transitions: Vec<Transition>) -> StoreResult<()> {
-        if transitions.is_empty() {
-            return Ok(());
-        }
+        self.mirror_then_clear(transitions).await
+    }
+
+    /// Queues the transitions for the SQL mirror without waiting: Redis
+    /// (and its outbox) already hold them durably. On failure the outbox
+    /// entries stay and the sweep mirrors them later.
+    fn mirror_behind(&self, transitions: Vec<Transition>) {
+        let mirrored = self.mirror_then_clear(transitions);
+        tokio::spawn(async move {
+            if let Err(error) = mirrored.await {
+                tracing::warn!(error = %error, "mirroring behind failed; the sweep will");
+            }
+        });
+    }
+
+    /// Queues the transitions for the SQL mirror at once (so SQL keeps the
+    /// order of the changes); the future completes once they are committed
+    /// and their outbox entries cleared.
+    fn mirror_then_clear(
+        &self,
+        transitions: Vec<Transition>,
+    ) -> impl std::future::Future<Output = StoreResult<()>> + Send + 'static {
         let entries: Vec<String> = transitions
             .iter()
             .map(|(job, _)| outbox_entry(job))
             .collect();
-        self.writer
-            .enqueue(batch_of(transitions))
-            .committed()
-            .await?;
-        self.clear_outbox(&entries).await
+        let pending = (!transitions.is_empty()).then(|| self.writer.enqueue(batch_of(transitions)));
+        let (redis, clear, keys) = (self.redis.clone(), self.clear.clone(), self.keys.clone());
+        async move {
+            let Some(pending) = pending else {
+                return Ok(());
+            };
+            pending.committed().await?;
+            clear_outbox(&redis, &clear, &keys, &entries).await
+        }
     }
 
     async fn clear_outbox(&self, entries: &[String]) -> StoreResult<()> {
         clear_outbox(&self.redis, &self.clear, &self.keys, entries).await
-    }
-
-    /// Queues the transitions for the SQL mirror without waiting: Redis
-    /// (and its outbox) already hold them durably. The outbox is cleared
-    /// once they are committed.
-    fn mirror_behind(&self, transitions: Vec<Transition>) {
-        if transitions.is_empty() {
-            return;
-        }
-        let entries: Vec<String> = transitions
-            .iter()
-            .map(|(job, _)| outbox_entry(job))
-            .collect();
-        let pending = self.writer.enqueue(batch_of(transitions));
-        let redis = self.redis.clone();
-        let (clear, keys) = (self.clear.clone(), self.keys.clone());
-        tokio::spawn(async move {
-            // On failure the entries stay; the sweep mirrors them later.
-            if pending.committed().await.is_ok()
-                && let Err(error) = clear_outbox(&redis, &clear, &keys, &entries).await
-            {
-                tracing::warn!(error = %error, "clearing the outbox failed; the sweep will");
-            }
-        });
     }
 
     fn outbox_key(&self) -> &str {
@@ -681,31 +680,39 @@ impl QueueStore for RedisQueue {
     }
 
     async fn get(&self, id: &str) -> StoreResult<Option<JobView>> {
-        if let Some(job) = self.read_job(id).await? {
-            let position = if job.status == JobStatus::Queued {
-                self.ordered_ids(now_millis())
-                    .await?
-                    .iter()
-                    .position(|candidate| candidate == id)
-                    .map(|index| index as u64 + 1)
-            } else {
-                None
-            };
-            return Ok(Some(JobView { job, position }));
-        }
-        // Finished, perhaps not yet in SQL.
-        let leaving: Option<String> = redis::cmd("HGET")
+        // Active, or finished and perhaps not yet in SQL: one round trip.
+        let (active, leaving): (Option<String>, Option<String>) = redis::pipe()
+            .cmd("HGET")
+            .arg(self.jobs_key())
+            .arg(id)
+            .cmd("HGET")
             .arg(&self.keys[7])
             .arg(id)
             .query_async(&mut self.redis.connection())
             .await
-            .context("reading a finished job from Redis")?;
-        if let Some(raw) = leaving {
+            .context("reading a job from Redis")?;
+        if let Some(raw) = active.or(leaving) {
             let job: Job = serde_json::from_str(&raw).context("a job in Redis is unreadable")?;
-            return Ok(Some(JobView {
-                job,
-                position: None,
-            }));
+            let now = now_millis();
+            let position = if job.status != JobStatus::Queued {
+                None
+            } else if job.not_before.is_none_or(|due| due <= now)
+                && !(self.settings().anti_starvation
+                    && crate::ordering::is_starved(&job.queued_view(), now))
+            {
+                // Counted, as for a new job, without reading the order.
+                self.positions_of_new(std::slice::from_ref(&job), now)
+                    .await?
+                    .pop()
+                    .flatten()
+            } else {
+                self.ordered_ids(now)
+                    .await?
+                    .iter()
+                    .position(|candidate| candidate == id)
+                    .map(|index| index as u64 + 1)
+            };
+            return Ok(Some(JobView { job, position }));
         }
         Ok(self.records.get(id).await?.map(|job| JobView {
             job,
@@ -774,13 +781,11 @@ impl QueueStore for RedisQueue {
         let now = now_millis();
         let mut pipe = redis::pipe();
         for priority in 1..=5u8 {
+            // The band of scores of this priority: earliest to latest arrival.
             pipe.cmd("ZCOUNT")
                 .arg(&self.keys[1])
                 .arg(format!("{:.0}", priority_score(priority, 0)))
-                .arg(format!(
-                    "({:.0}",
-                    priority_score(priority, 0) + (1_i64 << 42) as f64
-                ));
+                .arg(format!("{:.0}", priority_score(priority, i64::MAX)));
         }
         pipe.cmd("ZCARD").arg(&self.keys[4]);
         pipe.cmd("ZCOUNT")
@@ -791,22 +796,12 @@ impl QueueStore for RedisQueue {
             .arg(&self.keys[3])
             .arg(0)
             .arg(MAX_DELAYED_READ - 1);
-        let (ready, processing, starved, delayed): ([u64; 5], u64, u64, Vec<String>) = {
-            let (p1, p2, p3, p4, p5, processing, starved, delayed): (
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                u64,
-                Vec<String>,
-            ) = pipe
-                .query_async(&mut self.redis.connection())
-                .await
-                .context("counting the queue")?;
-            ([p1, p2, p3, p4, p5], processing, starved, delayed)
-        };
+        type Counts = (u64, u64, u64, u64, u64, u64, u64, Vec<String>);
+        let (p1, p2, p3, p4, p5, processing, starved, delayed): Counts = pipe
+            .query_async(&mut self.redis.connection())
+            .await
+            .context("counting the queue")?;
+        let ready = [p1, p2, p3, p4, p5];
         let mut by_priority = ready;
         for job in self.read_jobs(&delayed).await?.values() {
             by_priority[usize::from(job.priority.clamp(1, 5) - 1)] += 1;

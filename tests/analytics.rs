@@ -342,6 +342,39 @@ async fn count_duplicates_and_out_of_order_events(
     assert_eq!(days.len(), 7, "one row per day, zero rows included");
     assert_eq!(days[5], (1, 1, 800), "yesterday's events in yesterday");
     assert_eq!(days[6], (1, 1, 900));
+
+    // Per-ad rolling windows (minute and hour aggregates) in this dialect:
+    // a click and its impression three days, five hours and ten minutes ago.
+    let now = now_millis();
+    let mut windowed = Vec::new();
+    for (serial, ago) in [(20, 3 * day), (21, 5 * 3_600_000), (22, 10 * 60_000)] {
+        windowed.extend(events("win", serial, now - ago, 100));
+    }
+    stream.append(&windowed).await.expect("append windowed");
+    wait_for_counted(&client, 11).await;
+    for (timeframe, clicks, impressions) in [("1h", 1, 1), ("24h", 2, 2), ("7d", 3, 3)] {
+        let ads = client
+            .clone()
+            .get_ad_analytics(pb::GetAdAnalyticsRequest {
+                ad_id: "win-ad".into(),
+                timeframe: timeframe.into(),
+            })
+            .await
+            .expect("ad analytics")
+            .into_inner()
+            .analytics;
+        assert_eq!(ads.len(), 1, "{timeframe}");
+        assert_eq!(
+            (
+                ads[0].click_count,
+                ads[0].last_hour,
+                ads[0].last_day,
+                ads[0].impressions
+            ),
+            (clicks, 1, 2, impressions),
+            "{timeframe}"
+        );
+    }
 }
 
 /// A cluster-profile analytics-service process on `postgres` and its own

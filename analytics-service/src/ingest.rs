@@ -108,10 +108,12 @@ pub async fn consume(
                 // none of them is waiting.
                 let still_waiting: HashSet<&str> =
                     deferred.iter().map(|entry| entry.id.as_str()).collect();
+                // Each entry once (its events are next to each other).
                 let ids: Vec<String> = done
-                    .iter()
-                    .filter(|entry| !still_waiting.contains(entry.id.as_str()))
-                    .map(|entry| entry.id.clone())
+                    .chunk_by(|a, b| a.id == b.id)
+                    .map(|events| &events[0].id)
+                    .filter(|id| !still_waiting.contains(id.as_str()))
+                    .cloned()
                     .collect();
                 waiting = deferred;
                 if let Err(error) = stream.ack(&ids).await {

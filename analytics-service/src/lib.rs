@@ -65,15 +65,19 @@ pub async fn serve(context: ServiceContext, listener: TcpListener) -> anyhow::Re
         1
     };
     let base_name = consumer_name();
+    let template = ConsumerSettings {
+        name: String::new(),
+        batch_size: config.batch_size,
+        attribution_window_ms: i64::try_from(config.attribution_window_secs)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000),
+        claim_idle: Duration::from_millis(config.claim_idle_ms),
+        retention_days: config.retention_days,
+    };
     let settings: Vec<ConsumerSettings> = (0..writers)
         .map(|writer| ConsumerSettings {
             name: format!("{base_name}-{writer}"),
-            batch_size: config.batch_size,
-            attribution_window_ms: i64::try_from(config.attribution_window_secs)
-                .unwrap_or(i64::MAX / 1000)
-                .saturating_mul(1000),
-            claim_idle: Duration::from_millis(config.claim_idle_ms),
-            retention_days: config.retention_days,
+            ..template.clone()
         })
         .collect();
     let database = context.database.clone();

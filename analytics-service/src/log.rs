@@ -9,7 +9,7 @@
 //! [`Duplicates::Skip`]. SQLite inserts multi-row `VALUES` statements that
 //! skip duplicates, the cheap way there.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use admesh_common::{db::statement_chunks, events::StreamEntry, time::millis_of};
 use admesh_proto::{analytics::v1::EventType, common::v1::DeviceType};
@@ -24,6 +24,25 @@ pub enum Duplicates {
     Fail,
     /// Ids already there are skipped.
     Skip,
+}
+
+/// Which of the inserted rows were new.
+#[derive(Debug)]
+pub enum Inserted {
+    /// Every row ([`Duplicates::Fail`] succeeded).
+    All,
+    /// The ids of the new rows.
+    Only(HashSet<String>),
+}
+
+impl Inserted {
+    /// Whether `id` was new; an id listed twice in a batch is new once.
+    pub fn take(&mut self, id: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(ids) => ids.remove(id),
+        }
+    }
 }
 
 /// Whether `error` is a unique-key violation (a duplicate under
@@ -44,13 +63,13 @@ const COLUMN_COUNT: usize = 14;
 /// The log on one connection (of either dialect), inside the caller's
 /// transaction.
 pub trait EventLog {
-    /// Inserts `(entry, attributed)` rows; answers the ids that were new.
+    /// Inserts `(entry, attributed)` rows; answers which were new.
     async fn insert(
         &mut self,
         rows: &[(&StreamEntry, bool)],
         now: i64,
         duplicates: Duplicates,
-    ) -> anyhow::Result<Vec<String>>;
+    ) -> anyhow::Result<Inserted>;
 
     /// When each of `impression_ids` was shown, for those in the log.
     async fn shown_at(&mut self, impression_ids: &[&str]) -> anyhow::Result<HashMap<String, i64>>;
@@ -62,26 +81,25 @@ impl EventLog for PgConnection {
         rows: &[(&StreamEntry, bool)],
         now: i64,
         duplicates: Duplicates,
-    ) -> anyhow::Result<Vec<String>> {
+    ) -> anyhow::Result<Inserted> {
         if rows.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Inserted::All);
         }
         let events = || rows.iter().map(|(entry, _)| &entry.event);
         let texts = |field: fn(&admesh_proto::analytics::v1::AdEvent) -> &str| -> Vec<&str> {
             events().map(field).collect()
         };
-        let event_ids = texts(|event| &event.event_id);
         let sql = format!(
-            "INSERT INTO events_log ({COLUMNS}) SELECT * FROM UNNEST(\
+            "INSERT INTO events_log ({COLUMNS}) SELECT *, $14::int8 FROM UNNEST(\
              $1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], \
-             $8::text[], $9::int8[], $10::int8[], $11::text[], $12::text[], $13::bool[], $14::int8[]){}",
+             $8::text[], $9::int8[], $10::int8[], $11::text[], $12::text[], $13::bool[]){}",
             match duplicates {
                 Duplicates::Fail => "",
                 Duplicates::Skip => " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
             }
         );
         let query = sqlx::query_scalar::<_, String>(&sql)
-            .bind(&event_ids)
+            .bind(texts(|event| &event.event_id))
             .bind(events().map(event_kind).collect::<Vec<_>>())
             .bind(
                 rows.iter()
@@ -102,20 +120,15 @@ impl EventLog for PgConnection {
                     .map(|(_, attributed)| *attributed)
                     .collect::<Vec<_>>(),
             )
-            .bind(vec![now; rows.len()]);
-        match duplicates {
-            Duplicates::Fail => {
-                query
-                    .fetch_all(&mut *self)
-                    .await
-                    .context("insert events log")?;
-                Ok(event_ids.into_iter().map(str::to_string).collect())
-            }
-            Duplicates::Skip => query
-                .fetch_all(&mut *self)
-                .await
-                .context("insert events log"),
-        }
+            .bind(now);
+        let new_ids = query
+            .fetch_all(&mut *self)
+            .await
+            .context("insert events log")?;
+        Ok(match duplicates {
+            Duplicates::Fail => Inserted::All,
+            Duplicates::Skip => Inserted::Only(new_ids.into_iter().collect()),
+        })
     }
 
     async fn shown_at(&mut self, impression_ids: &[&str]) -> anyhow::Result<HashMap<String, i64>> {
@@ -168,8 +181,8 @@ impl EventLog for SqliteConnection {
         rows: &[(&StreamEntry, bool)],
         now: i64,
         _duplicates: Duplicates,
-    ) -> anyhow::Result<Vec<String>> {
-        let mut new_ids = Vec::with_capacity(rows.len());
+    ) -> anyhow::Result<Inserted> {
+        let mut new_ids = HashSet::with_capacity(rows.len());
         for chunk in statement_chunks(rows) {
             let sql = format!(
                 "INSERT INTO events_log ({COLUMNS}) VALUES {} \
@@ -202,7 +215,7 @@ impl EventLog for SqliteConnection {
                     .context("insert events log")?,
             );
         }
-        Ok(new_ids)
+        Ok(Inserted::Only(new_ids))
     }
 
     async fn shown_at(&mut self, impression_ids: &[&str]) -> anyhow::Result<HashMap<String, i64>> {

@@ -215,10 +215,9 @@ impl AnalyticsStore {
 
             // Impressions first, so clicks in the same batch find them.
             // An id listed twice in one batch is new once.
-            let mut new_ids: HashSet<String> =
-                tx.insert(&impressions, now, duplicates).await?.into_iter().collect();
+            let mut new_ids = tx.insert(&impressions, now, duplicates).await?;
             for (entry, _) in &impressions {
-                if new_ids.remove(&entry.event.event_id) {
+                if new_ids.take(&entry.event.event_id) {
                     counted.push(counted_event(entry, Kind::Impression, true));
                 }
             }
@@ -244,10 +243,9 @@ impl AnalyticsStore {
                     }
                 }
             }
-            let mut new_ids: HashSet<String> =
-                tx.insert(&click_rows, now, duplicates).await?.into_iter().collect();
+            let mut new_ids = tx.insert(&click_rows, now, duplicates).await?;
             for (entry, attributed) in &click_rows {
-                if new_ids.remove(&entry.event.event_id) {
+                if new_ids.take(&entry.event.event_id) {
                     counted.push(counted_event(entry, Kind::Click, *attributed));
                     if !attributed {
                         recorded.unattributed += 1;

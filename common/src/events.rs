@@ -56,8 +56,8 @@ pub trait EventStream: Send + Sync + std::fmt::Debug {
         block: Duration,
     ) -> anyhow::Result<Vec<StreamEntry>>;
 
-    /// Marks entries as processed (an id may be listed once per event); they
-    /// will not be delivered again.
+    /// Marks entries as processed; they will not be delivered again. An id
+    /// listed twice is harmless.
     async fn ack(&self, ids: &[String]) -> anyhow::Result<()>;
 
     /// Takes over up to `max` entries that another consumer was handed but
@@ -92,8 +92,7 @@ pub fn event_stream(context: &ServiceContext) -> Arc<dyn EventStream> {
     }
 }
 
-/// The payload of one stream entry: an [`AdEventBatch`], or one
-/// [`AdEvent`] in entries written before batches (`batched == false`).
+/// The payload of a batch entry: an [`AdEventBatch`].
 fn encode_batch(events: &[AdEvent]) -> Vec<u8> {
     // The bytes of `AdEventBatch { events }` (field 1, repeated), written
     // from the slice: building the message would clone every event.
@@ -108,7 +107,9 @@ fn encode_batch(events: &[AdEvent]) -> Vec<u8> {
     bytes
 }
 
-/// The events of the entry `id`, flattened into [`StreamEntry`]s.
+/// The events of the entry `id`, flattened into [`StreamEntry`]s: its
+/// payload is an [`AdEventBatch`], or one [`AdEvent`] in entries written
+/// before batches (`batched == false`).
 fn decode_entry(
     id: &str,
     payload: &[u8],
@@ -193,20 +194,7 @@ impl ReadPlan {
 
 /// How many entries `entries` (in stream order) come from.
 fn distinct_ids_of(entries: &[StreamEntry]) -> usize {
-    entries
-        .iter()
-        .zip(std::iter::once(None).chain(entries.iter().map(Some)))
-        .filter(|(entry, previous)| previous.is_none_or(|previous| previous.id != entry.id))
-        .count()
-}
-
-/// Each id once, in order of first appearance.
-fn distinct_ids(ids: &[String]) -> Vec<&str> {
-    let mut seen = std::collections::HashSet::with_capacity(ids.len());
-    ids.iter()
-        .map(String::as_str)
-        .filter(|id| seen.insert(*id))
-        .collect()
+    entries.chunk_by(|a, b| a.id == b.id).count()
 }
 
 // ── cluster: Redis Streams ────────────────────────────────────────────────
@@ -382,7 +370,6 @@ impl EventStream for RedisEventStream {
         if ids.is_empty() {
             return Ok(());
         }
-        let ids = distinct_ids(ids);
         let mut connection = self.redis.connection();
         // Acknowledged entries are deleted too: the stream keeps only what
         // is still to be counted.
@@ -390,11 +377,11 @@ impl EventStream for RedisEventStream {
         pipe.cmd("XACK")
             .arg(&self.key)
             .arg(CONSUMER_GROUP)
-            .arg(&ids)
+            .arg(ids)
             .ignore()
             .cmd("XDEL")
             .arg(&self.key)
-            .arg(&ids)
+            .arg(ids)
             .ignore();
         pipe.query_async::<()>(&mut connection)
             .await
@@ -556,9 +543,9 @@ impl EventStream for SqlEventStream {
     }
 
     async fn ack(&self, ids: &[String]) -> anyhow::Result<()> {
-        let seqs = distinct_ids(ids)
-            .into_iter()
-            .map(str::parse::<i64>)
+        let seqs = ids
+            .iter()
+            .map(|id| id.parse::<i64>())
             .collect::<Result<Vec<_>, _>>()
             .context("acknowledging an id that is not from this stream")?;
         on_pool!(&self.database, pool => {

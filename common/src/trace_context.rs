@@ -45,9 +45,9 @@ pub struct RequestScope {
 }
 
 /// A W3C trace context read and written directly when no spans are
-/// exported: the OpenTelemetry propagator's way (a global lock, a context
-/// map, string formatting, header-name parsing) cost about a tenth of a
-/// serve request over two hops.
+/// exported, without the OpenTelemetry propagator's global lock and
+/// context map (no measurable change in the serve benchmark, but less
+/// work per hop).
 #[derive(Clone, Debug)]
 struct LocalTrace {
     trace_id: TraceId,
@@ -94,21 +94,11 @@ fn parse_traceparent(value: &[u8]) -> Option<(TraceId, u8)> {
 
 /// `00-{trace id}-{span id}-{flags}`.
 fn format_traceparent(trace: &LocalTrace) -> Option<http::HeaderValue> {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = [0u8; 55];
-    text[..3].copy_from_slice(b"00-");
-    let mut put = |at: usize, bytes: &[u8]| {
-        for (index, byte) in bytes.iter().enumerate() {
-            text[at + 2 * index] = DIGITS[usize::from(byte >> 4)];
-            text[at + 2 * index + 1] = DIGITS[usize::from(byte & 0xf)];
-        }
-    };
-    put(3, &trace.trace_id.to_bytes());
-    put(36, &trace.span_id.to_bytes());
-    put(53, &[trace.flags]);
-    text[35] = b'-';
-    text[52] = b'-';
-    http::HeaderValue::from_bytes(&text).ok()
+    http::HeaderValue::from_str(&format!(
+        "00-{}-{}-{:02x}",
+        trace.trace_id, trace.span_id, trace.flags
+    ))
+    .ok()
 }
 
 impl RequestScope {

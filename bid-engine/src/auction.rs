@@ -4,9 +4,9 @@
 //!
 //! Speed comes from [`AuctionIndex`]: active campaigns are ranked once (CPM
 //! high to low, oldest first on ties) and every targeting value has a bitset
-//! of the campaigns it admits. A bid ANDs a handful of bitsets and walks the
-//! set bits in rank order, so it stops at the first two eligible campaigns
-//! instead of scanning all of them.
+//! of the campaigns it admits. A bid ANDs a handful of bitsets a word at a
+//! time and walks the set bits in rank order, so it stops at the first two
+//! eligible campaigns instead of scanning all of them.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -127,25 +127,90 @@ impl<K: std::hash::Hash + Eq> Dimension<K> {
         }
     }
 
-    /// `set &= any | (union of by_value[v] for v in values)`.
-    fn restrict<'q, Q>(&self, set: &mut FixedBitSet, values: impl IntoIterator<Item = &'q Q>)
-    where
+    /// The bitsets admitting any of `values` (campaigns naming one of them,
+    /// and those without a rule of this kind), appended to `admitting`.
+    fn admitting<'s, 'q, Q>(
+        &'s self,
+        values: impl IntoIterator<Item = &'q Q>,
+        admitting: &mut Vec<&'s [Block]>,
+    ) where
         K: std::borrow::Borrow<Q>,
         Q: std::hash::Hash + Eq + ?Sized + 'q,
     {
-        let mut matched: Vec<&FixedBitSet> = values
-            .into_iter()
-            .filter_map(|value| self.by_value.get(value))
-            .collect();
-        matched.push(&self.any);
-        let blocks = set.as_mut_slice();
-        for (i, block) in blocks.iter_mut().enumerate() {
-            if *block == 0 {
-                continue;
+        admitting.push(self.any.as_slice());
+        admitting.extend(
+            values
+                .into_iter()
+                .filter_map(|value| self.by_value.get(value))
+                .map(FixedBitSet::as_slice),
+        );
+    }
+}
+
+/// A word of a [`FixedBitSet`].
+type Block = fixedbitset::Block;
+
+/// The positions (rank order) of the campaigns whose targeting admits a
+/// bid, found a word at a time: a word of the result is the AND over the
+/// dimensions of the OR of each dimension's admitting bitsets. The walk stops
+/// when the auction has its winner and runner-up, so a bid reads the first
+/// few words of each bitset, not all of them.
+struct Targeted<'a> {
+    /// Every dimension's admitting bitsets, one after another.
+    admitting: Vec<&'a [Block]>,
+    /// Where each dimension's bitsets end in `admitting`.
+    dimension_ends: [usize; DIMENSIONS],
+    /// The next word to compute.
+    next_word: usize,
+    /// Positions not yet yielded in the current word.
+    current: Block,
+    /// The current word's first position.
+    base: usize,
+    words: usize,
+}
+
+/// Country, device, placement, interests, age.
+const DIMENSIONS: usize = 5;
+
+impl Targeted<'_> {
+    fn word(&self, i: usize) -> Block {
+        let mut start = 0;
+        let mut word = Block::MAX;
+        for &end in &self.dimension_ends {
+            let admitted = self.admitting[start..end]
+                .iter()
+                .fold(0, |acc, bits| acc | bits[i]);
+            word &= admitted;
+            if word == 0 {
+                return 0;
             }
-            let admitted = matched.iter().fold(0, |acc, bits| acc | bits.as_slice()[i]);
-            *block &= admitted;
+            start = end;
         }
+        word
+    }
+
+    /// Yields nothing more.
+    fn stop(&mut self) {
+        self.current = 0;
+        self.next_word = self.words;
+    }
+}
+
+impl Iterator for Targeted<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        while self.current == 0 {
+            if self.next_word >= self.words {
+                return None;
+            }
+            self.current = self.word(self.next_word);
+            self.base = self.next_word * Block::BITS as usize;
+            self.next_word += 1;
+        }
+        let bit = self.current.trailing_zeros() as usize;
+        self.current &= self.current - 1;
+        Some(self.base + bit)
     }
 }
 
@@ -244,20 +309,33 @@ impl AuctionIndex {
     }
 
     /// Positions (rank order) of campaigns whose targeting admits `bid`.
-    fn targeted(&self, bid: &BidContext<'_>) -> FixedBitSet {
-        let mut set = FixedBitSet::with_capacity(self.ranked.len());
-        set.insert_range(..);
-        self.countries.restrict(&mut set, [bid.country]);
-        self.devices.restrict(&mut set, [&(bid.device_type as i32)]);
-        self.placements.restrict(&mut set, [bid.placement_id]);
+    fn targeted(&self, bid: &BidContext<'_>) -> Targeted<'_> {
+        let mut admitting = Vec::with_capacity(2 * DIMENSIONS + bid.interests.len());
+        let mut dimension_ends = [0; DIMENSIONS];
+        self.countries.admitting([bid.country], &mut admitting);
+        dimension_ends[0] = admitting.len();
+        self.devices
+            .admitting([&(bid.device_type as i32)], &mut admitting);
+        dimension_ends[1] = admitting.len();
+        self.placements
+            .admitting([bid.placement_id], &mut admitting);
+        dimension_ends[2] = admitting.len();
         self.interests
-            .restrict(&mut set, bid.interests.iter().map(String::as_str));
-        let ages = bid.age.map(|age| &self.by_age[age.min(MAX_AGE) as usize]);
-        for (i, block) in set.as_mut_slice().iter_mut().enumerate() {
-            let admitted = self.any_age.as_slice()[i] | ages.map_or(0, |bits| bits.as_slice()[i]);
-            *block &= admitted;
+            .admitting(bid.interests.iter().map(String::as_str), &mut admitting);
+        dimension_ends[3] = admitting.len();
+        admitting.push(self.any_age.as_slice());
+        if let Some(age) = bid.age {
+            admitting.push(self.by_age[age.min(MAX_AGE) as usize].as_slice());
         }
-        set
+        dimension_ends[4] = admitting.len();
+        Targeted {
+            words: self.any_age.as_slice().len(),
+            admitting,
+            dimension_ends,
+            next_word: 0,
+            current: 0,
+            base: 0,
+        }
     }
 }
 
@@ -265,7 +343,7 @@ impl AuctionIndex {
 /// and remembers the furthest any campaign got, for the no-bid reason.
 struct Eligible<'a> {
     index: &'a AuctionIndex,
-    positions: fixedbitset::IntoOnes,
+    positions: Targeted<'a>,
     bid: &'a BidContext<'a>,
     ledger: &'a dyn SpendLedger,
     furthest: NoBid,
@@ -283,7 +361,7 @@ impl<'a> Iterator for Eligible<'a> {
             if campaign.bid_price < self.bid.floor_cpm {
                 // Ranked by bid: everyone after bids less still.
                 self.furthest = self.furthest.max(NoBid::BelowFloor);
-                self.positions = FixedBitSet::new().into_ones();
+                self.positions.stop();
                 return None;
             }
             match self
@@ -309,7 +387,7 @@ pub async fn run_auction(
 ) -> anyhow::Result<Outcome> {
     let mut eligible = Eligible {
         index,
-        positions: index.targeted(bid).into_ones(),
+        positions: index.targeted(bid),
         bid,
         ledger,
         furthest: NoBid::NoMatch,

@@ -11,6 +11,7 @@
 
 use std::net::SocketAddr;
 
+use admesh_ad_server::click_token::{ClickClaims, ClickSigner};
 use admesh_proto::{
     adserver::v1::{
         ServeRequest, ServeResponse,
@@ -22,7 +23,6 @@ use admesh_proto::{
         bid_engine_server::{BidEngine, BidEngineServer},
     },
 };
-use admesh_ad_server::click_token::{ClickClaims, ClickSigner};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, transport::Channel};
 

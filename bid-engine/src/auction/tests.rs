@@ -467,3 +467,66 @@ async fn ten_thousand_campaigns_index_and_answer() {
     // The highest US bid: seq ≡ 0 mod 4, largest.
     assert_eq!(winner(&outcome), "c10000");
 }
+
+/// What the index must find, by reading every campaign's rules.
+fn admits(targeting: &Targeting, bid: &BidContext<'_>) -> bool {
+    let any_or =
+        |rules: &[String], value: &str| rules.is_empty() || rules.iter().any(|r| r == value);
+    any_or(&targeting.countries, bid.country)
+        && (targeting.device_types.is_empty() || targeting.device_types.contains(&bid.device_type))
+        && any_or(&targeting.placements, bid.placement_id)
+        && (targeting.interests.is_empty()
+            || bid
+                .interests
+                .iter()
+                .any(|i| targeting.interests.contains(i)))
+        && match (targeting.age_range, bid.age) {
+            (None, _) => true,
+            (Some(range), Some(age)) => range.contains(age.min(MAX_AGE)),
+            (Some(_), None) => false,
+        }
+}
+
+#[test]
+fn the_word_at_a_time_walk_finds_what_a_scan_finds() {
+    use crate::synthetic::{COUNTRIES, DEVICES, INTERESTS, synthetic_campaigns};
+    // 1,000 campaigns: 16 words, so matches span word boundaries.
+    let index = AuctionIndex::build(synthetic_campaigns(1_000).into_iter().map(Arc::new));
+    let interests: Vec<Vec<String>> = vec![
+        vec![],
+        vec![INTERESTS[0].into()],
+        vec![INTERESTS[3].into(), INTERESTS[7].into()],
+        vec!["unknown".into()],
+    ];
+    let mut checked = 0;
+    for (i, country) in COUNTRIES.iter().chain(&["", "ZZ"]).enumerate() {
+        for device in DEVICES {
+            for age in [None, Some(17), Some(30), Some(64), Some(200)] {
+                let interests = &interests[i % interests.len()];
+                let placement = format!("placement-{}", (i * 7) % 22);
+                let bid = BidContext {
+                    user_id: "u",
+                    placement_id: &placement,
+                    country,
+                    device_type: *device,
+                    age,
+                    interests,
+                    floor_cpm: 0,
+                    now: NOW,
+                    day: DAY,
+                };
+                let walked: Vec<usize> = index.targeted(&bid).collect();
+                let scanned: Vec<usize> = index
+                    .campaigns()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, campaign)| admits(&campaign.targeting, &bid))
+                    .map(|(position, _)| position)
+                    .collect();
+                assert_eq!(walked, scanned, "{bid:?}");
+                checked += usize::from(!scanned.is_empty());
+            }
+        }
+    }
+    assert!(checked > 20, "too few bids matched anything: {checked}");
+}

@@ -31,6 +31,26 @@ pub struct BidEngineService {
     catalog: Arc<Catalog>,
     ledger: Arc<dyn SpendLedger>,
     auction: AuctionKind,
+    bids: BidCounters,
+}
+
+/// `admesh_bids_total` by result, registered once: a lookup in the
+/// registry on every bid costs more than the increment.
+#[derive(Clone, Debug)]
+struct BidCounters {
+    won: metrics::Counter,
+    no_bid: metrics::Counter,
+}
+
+impl BidCounters {
+    fn register() -> Self {
+        // The recorder first, so the handles count into it.
+        admesh_common::metrics::prometheus_handle();
+        Self {
+            won: metrics::counter!("admesh_bids_total", "result" => "won"),
+            no_bid: metrics::counter!("admesh_bids_total", "result" => "no_bid"),
+        }
+    }
 }
 
 impl BidEngineService {
@@ -39,6 +59,7 @@ impl BidEngineService {
             catalog,
             ledger,
             auction,
+            bids: BidCounters::register(),
         }
     }
 
@@ -146,7 +167,7 @@ impl BidEngine for BidEngineService {
         };
         match outcome {
             Outcome::Won(win) => {
-                metrics::counter!("admesh_bids_total", "result" => "won").increment(1);
+                self.bids.won.increment(1);
                 let ad = &win.campaign.ads[win.ad_index];
                 response.filled = true;
                 response.campaign_id = win.campaign.id.to_string();
@@ -160,7 +181,7 @@ impl BidEngine for BidEngineService {
                 });
             }
             Outcome::NoBid(reason) => {
-                metrics::counter!("admesh_bids_total", "result" => "no_bid").increment(1);
+                self.bids.no_bid.increment(1);
                 response.no_bid_reason = no_bid_reason(reason) as i32;
             }
         }

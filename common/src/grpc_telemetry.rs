@@ -6,7 +6,7 @@ use std::{
     collections::HashMap,
     future::Future,
     pin::Pin,
-    sync::{Arc, RwLock},
+    sync::{Arc, OnceLock, RwLock},
     task::{Context, Poll},
     time::Instant,
 };
@@ -28,7 +28,7 @@ impl GrpcTelemetryLayer {
         Self {
             metrics: Arc::new(RpcMetrics {
                 service,
-                handles: RwLock::new(HashMap::new()),
+                methods: RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -53,50 +53,70 @@ pub struct GrpcTelemetry<S> {
 /// The count and latency metrics of one (method, code).
 type Handles = (metrics::Counter, metrics::Histogram);
 
-/// Metric handles by method path and status code, made once: building a
+/// Metric handles by method path, made once per path and code: building a
 /// labelled key and looking it up in the registry on every call cost about
 /// a tenth of an RPC's CPU.
 #[derive(Debug)]
 struct RpcMetrics {
     service: &'static str,
-    handles: RwLock<HashMap<Box<str>, [Option<Handles>; 17]>>,
+    methods: RwLock<HashMap<Box<str>, Arc<MethodMetrics>>>,
+}
+
+/// One method's handles, by status code, registered on first use.
+#[derive(Debug)]
+struct MethodMetrics {
+    service: &'static str,
+    method: Box<str>,
+    by_code: [OnceLock<Handles>; 17],
 }
 
 /// Distinct method paths cached at most (a client can send any path).
 const MAX_CACHED_PATHS: usize = 1_000;
 
 impl RpcMetrics {
-    fn handles(&self, path: &str, code: tonic::Code) -> Handles {
-        let slot = code as usize;
-        if let Some(handles) = self
-            .handles
+    /// The method's handles, looked up before the call so the path need not
+    /// be copied to outlive the request.
+    fn method(&self, path: &str) -> Arc<MethodMetrics> {
+        if let Some(method) = self
+            .methods
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(path)
-            .and_then(|codes| codes.get(slot).cloned().flatten())
         {
-            return handles;
+            return Arc::clone(method);
         }
-        let method = path.rsplit('/').next().unwrap_or_default().to_owned();
-        let labels = vec![
-            metrics::Label::from_static_parts("service", self.service),
-            metrics::Label::new("method", method),
-            metrics::Label::from_static_parts("code", grpc_code_name(code)),
-        ];
-        let handles = (
-            metrics::counter!("admesh_grpc_server_requests_total", labels.clone()),
-            metrics::histogram!("admesh_grpc_server_duration_seconds", labels),
-        );
-        let mut cache = self.handles.write().unwrap_or_else(|e| e.into_inner());
-        if cache.len() < MAX_CACHED_PATHS || cache.contains_key(path) {
-            let codes = cache.entry(Box::from(path)).or_default();
-            if let Some(entry) = codes.get_mut(slot) {
-                *entry = Some(handles.clone());
-            }
+        let method = Arc::new(MethodMetrics {
+            service: self.service,
+            method: path.rsplit('/').next().unwrap_or_default().into(),
+            by_code: Default::default(),
+        });
+        let mut cache = self.methods.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_CACHED_PATHS && !cache.contains_key(path) {
+            return method;
         }
-        handles
+        Arc::clone(cache.entry(Box::from(path)).or_insert(method))
     }
 }
+
+impl MethodMetrics {
+    fn record(&self, code: tonic::Code, elapsed: std::time::Duration) {
+        let (count, duration) = self.by_code[code as usize % 17].get_or_init(|| {
+            let labels = vec![
+                metrics::Label::from_static_parts("service", self.service),
+                metrics::Label::new("method", self.method.to_string()),
+                metrics::Label::from_static_parts("code", grpc_code_name(code)),
+            ];
+            (
+                metrics::counter!("admesh_grpc_server_requests_total", labels.clone()),
+                metrics::histogram!("admesh_grpc_server_duration_seconds", labels),
+            )
+        });
+        count.increment(1);
+        duration.record(elapsed.as_secs_f64());
+    }
+}
+
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 impl<S, B, ResB> Service<http::Request<B>> for GrpcTelemetry<S>
 where
@@ -120,10 +140,11 @@ where
         if !is_grpc {
             return Box::pin(self.inner.call(request));
         }
-        let path = request.uri().path().to_owned();
+        let path = request.uri().path();
+        let method = self.metrics.method(path);
         let request_id = request
             .headers()
-            .get("x-request-id")
+            .get(X_REQUEST_ID)
             .and_then(|v| v.to_str().ok());
         // Without an exporter no span is made at all: log lines take the
         // trace and request ids from the request scope (see `telemetry`),
@@ -133,7 +154,7 @@ where
             Err(trace) => {
                 let span = tracing::info_span!(
                     "grpc",
-                    otel.name = %path,
+                    otel.name = path,
                     otel.kind = "server",
                     rpc.system = "grpc",
                     rpc.grpc.status_code = Empty,
@@ -142,7 +163,6 @@ where
             }
         };
         let scope = scope.with_request_id(request_id);
-        let metrics = std::sync::Arc::clone(&self.metrics);
         let started = Instant::now();
         let future = scope.run(self.inner.call(request)).instrument(span.clone());
         Box::pin(async move {
@@ -159,9 +179,7 @@ where
                 Err(_) => tonic::Code::Internal as i32,
             };
             span.record("rpc.grpc.status_code", code);
-            let (count, duration) = metrics.handles(&path, tonic::Code::from_i32(code));
-            count.increment(1);
-            duration.record(started.elapsed().as_secs_f64());
+            method.record(tonic::Code::from_i32(code), started.elapsed());
             result
         })
     }

@@ -281,14 +281,27 @@ fn job_of(job: &pb::AdJob) -> Job {
     analysed
 }
 
-/// Sends completions in batches: whatever finished while the previous call
-/// was in flight goes in the next one. Retries failed calls (completion is
-/// idempotent by lease id).
+/// Sends completions in batches: whatever finished since the last call goes
+/// in the next one, with up to [`ACK_CALLS_IN_FLIGHT`] calls in flight, so
+/// finished jobs need not wait for an earlier batch's SQL commit. Retries
+/// failed calls (completion is idempotent by lease id).
 async fn acknowledge(
     client: QueueServiceClient<Channel>,
     mut receiver: mpsc::UnboundedReceiver<pb::CompleteJobRequest>,
 ) {
-    while let Some(first) = receiver.recv().await {
+    let mut calls = tokio::task::JoinSet::new();
+    let mut receiving = true;
+    loop {
+        let first = tokio::select! {
+            first = receiver.recv(), if receiving && calls.len() < ACK_CALLS_IN_FLIGHT => first,
+            _ = calls.join_next(), if !calls.is_empty() => continue,
+            else => return,
+        };
+        let Some(first) = first else {
+            // Every sender is gone: finish the calls in flight, then stop.
+            receiving = false;
+            continue;
+        };
         let mut completions = vec![first];
         while completions.len() < MAX_ACKS_PER_CALL {
             match receiver.try_recv() {
@@ -296,24 +309,33 @@ async fn acknowledge(
                 Err(_) => break,
             }
         }
-        let mut attempt = 0u32;
-        loop {
-            let request = pb::CompleteJobsRequest {
-                completions: completions.clone(),
-            };
-            match client.clone().complete_jobs(request).await {
-                Ok(_) => break,
-                Err(status) if attempt < 50 => {
-                    attempt += 1;
-                    tracing::warn!(%status, attempt, "acknowledging completions failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(10))))
-                        .await;
-                }
-                Err(status) => {
-                    // The leases expire and the jobs are redone elsewhere.
-                    tracing::error!(%status, "giving up on acknowledgements");
-                    break;
-                }
+        calls.spawn(send_completions(client.clone(), completions));
+    }
+}
+
+/// Completion calls a processor keeps in flight at once.
+const ACK_CALLS_IN_FLIGHT: usize = 4;
+
+async fn send_completions(
+    client: QueueServiceClient<Channel>,
+    completions: Vec<pb::CompleteJobRequest>,
+) {
+    let mut attempt = 0u32;
+    loop {
+        let request = pb::CompleteJobsRequest {
+            completions: completions.clone(),
+        };
+        match client.clone().complete_jobs(request).await {
+            Ok(_) => return,
+            Err(status) if attempt < 50 => {
+                attempt += 1;
+                tracing::warn!(%status, attempt, "acknowledging completions failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(10)))).await;
+            }
+            Err(status) => {
+                // The leases expire and the jobs are redone elsewhere.
+                tracing::error!(%status, "giving up on acknowledgements");
+                return;
             }
         }
     }

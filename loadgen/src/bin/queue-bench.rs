@@ -31,6 +31,9 @@ use clap::Parser;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+/// `CompleteJobs` calls the bench's processor keeps in flight at once.
+const ACK_CALLS_IN_FLIGHT: usize = 4;
+
 #[derive(Debug, Parser)]
 #[command(about = "The queue-service vs. BullMQ on the same workload")]
 struct Args {
@@ -247,9 +250,30 @@ async fn run_queue_service(args: &Args, seed: u64) -> anyhow::Result<Round> {
     let (acks, mut ack_receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
     let ack_client = client.clone();
     let total = args.jobs;
+    // Completions are acknowledged as BullMQ's workers do: each finished job
+    // is answered while others are still being answered (BullMQ's 50
+    // workers each await their own `moveToFinished`). Here whatever finished
+    // goes in one `CompleteJobs`, with up to `ACK_CALLS_IN_FLIGHT` of those
+    // in flight at once.
     let acknowledger = tokio::spawn(async move {
         let mut acknowledged = 0;
-        while let Some(first) = ack_receiver.recv().await {
+        let mut calls = tokio::task::JoinSet::new();
+        let mut receiving = true;
+        while acknowledged < total {
+            let first = tokio::select! {
+                first = ack_receiver.recv(), if receiving && calls.len() < ACK_CALLS_IN_FLIGHT => first,
+                done = calls.join_next(), if !calls.is_empty() => {
+                    if let Some(done) = done {
+                        acknowledged += done??;
+                    }
+                    continue;
+                }
+                else => break,
+            };
+            let Some(first) = first else {
+                receiving = false;
+                continue;
+            };
             let mut lease_ids = vec![first];
             while let Ok(more) = ack_receiver.try_recv() {
                 lease_ids.push(more);
@@ -265,20 +289,19 @@ async fn run_queue_service(args: &Args, seed: u64) -> anyhow::Result<Round> {
                     }),
                 })
                 .collect::<Vec<_>>();
-            let count = completions.len();
-            let answer = ack_client
-                .clone()
-                .complete_jobs(pb::CompleteJobsRequest { completions })
-                .await?
-                .into_inner();
-            anyhow::ensure!(
-                answer.acks.iter().all(|ack| ack.accepted),
-                "a completion was refused"
-            );
-            acknowledged += count;
-            if acknowledged >= total {
-                break;
-            }
+            let mut client = ack_client.clone();
+            calls.spawn(async move {
+                let count = completions.len();
+                let answer = client
+                    .complete_jobs(pb::CompleteJobsRequest { completions })
+                    .await?
+                    .into_inner();
+                anyhow::ensure!(
+                    answer.acks.iter().all(|ack| ack.accepted),
+                    "a completion was refused"
+                );
+                Ok::<_, anyhow::Error>(count)
+            });
         }
         Ok::<_, anyhow::Error>(acknowledged)
     });

@@ -314,7 +314,7 @@ async fn acknowledge(
 }
 
 /// Completion calls a processor keeps in flight at once.
-const ACK_CALLS_IN_FLIGHT: usize = 4;
+const ACK_CALLS_IN_FLIGHT: usize = 16;
 
 async fn send_completions(
     client: QueueServiceClient<Channel>,

@@ -31,9 +31,6 @@ use clap::Parser;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-/// `CompleteJobs` calls the bench's processor keeps in flight at once.
-const ACK_CALLS_IN_FLIGHT: usize = 4;
-
 #[derive(Debug, Parser)]
 #[command(about = "The queue-service vs. BullMQ on the same workload")]
 struct Args {
@@ -253,15 +250,16 @@ async fn run_queue_service(args: &Args, seed: u64) -> anyhow::Result<Round> {
     // Completions are acknowledged as BullMQ's workers do: each finished job
     // is answered while others are still being answered (BullMQ's 50
     // workers each await their own `moveToFinished`). Here whatever finished
-    // goes in one `CompleteJobs`, with up to `ACK_CALLS_IN_FLIGHT` of those
-    // in flight at once.
+    // goes in one `CompleteJobs`, with as many of those in flight at once as
+    // jobs may be (`--in-flight`).
+    let ack_calls_in_flight = args.in_flight as usize;
     let acknowledger = tokio::spawn(async move {
         let mut acknowledged = 0;
         let mut calls = tokio::task::JoinSet::new();
         let mut receiving = true;
         while acknowledged < total {
             let first = tokio::select! {
-                first = ack_receiver.recv(), if receiving && calls.len() < ACK_CALLS_IN_FLIGHT => first,
+                first = ack_receiver.recv(), if receiving && calls.len() < ack_calls_in_flight => first,
                 done = calls.join_next(), if !calls.is_empty() => {
                     if let Some(done) = done {
                         acknowledged += done??;

@@ -46,6 +46,10 @@ impl Database {
                 // rewritten many times between checkpoints is copied back
                 // into the database once.
                 .pragma("wal_autocheckpoint", "10000")
+                // Statement journals of large multi-row writes spill to a
+                // temporary file past 64 KiB: one file created and deleted
+                // per queue commit. Kept in memory instead.
+                .pragma("temp_store", "MEMORY")
                 .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)

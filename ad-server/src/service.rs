@@ -92,7 +92,8 @@ struct ServeInput {
 /// Checks a serve request. `age` and `interests` may also come as the
 /// seed's user attributes (`attributes["age"]`, `attributes["interests"]`,
 /// comma-separated).
-fn serve_input(request: &pb::ServeRequest) -> Result<ServeInput, Status> {
+/// The interests are taken out of `request` (the bid request carries them).
+fn serve_input(request: &mut pb::ServeRequest) -> Result<ServeInput, Status> {
     let mut problems = FieldViolations::new();
     let age = match (request.age, request.attributes.get("age")) {
         (Some(age), _) => Some(age),
@@ -117,7 +118,7 @@ fn serve_input(request: &pb::ServeRequest) -> Result<ServeInput, Status> {
         &mut problems,
     );
     problems.into_result()?;
-    let mut interests = request.interests.clone();
+    let mut interests = std::mem::take(&mut request.interests);
     if let Some(listed) = request.attributes.get("interests") {
         interests.extend(
             listed
@@ -211,8 +212,8 @@ impl AdServer for AdServerService {
                 .get("grpc-timeout")
                 .and_then(|value| value.to_str().ok()),
         );
-        let request = request.into_inner();
-        let input = serve_input(&request)?;
+        let mut request = request.into_inner();
+        let input = serve_input(&mut request)?;
         let impression_id = uuid::Uuid::now_v7().to_string();
         let bid = BidRequest {
             request_id: impression_id.clone(),
@@ -392,7 +393,7 @@ mod tests {
             .into(),
             ..Default::default()
         };
-        let input = serve_input(&request).expect("valid");
+        let input = serve_input(&mut request.clone()).expect("valid");
         assert_eq!(input.age, Some(29));
         assert_eq!(input.interests, ["gaming", "tech", "rpg"]);
         assert_eq!(input.country, "US");
@@ -400,7 +401,7 @@ mod tests {
             attributes: [("age".to_string(), "old".to_string())].into(),
             ..request
         };
-        let message = serve_input(&bad_age)
+        let message = serve_input(&mut bad_age.clone())
             .expect_err("bad")
             .message()
             .to_string();

@@ -12,9 +12,9 @@ use std::{
 };
 
 use tower::{Layer, Service};
-use tracing::{Instrument, field::Empty};
+use tracing::{Instrument, field::Empty, instrument::Instrumented};
 
-use crate::trace_context::incoming_trace;
+use crate::trace_context::{RequestScope, ScopedFuture, incoming_trace};
 
 /// Adds tracing and metrics to a gRPC server. `service` labels the metrics
 /// (e.g. "bid-engine").
@@ -126,7 +126,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = TelemetryFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -138,7 +138,12 @@ where
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
         if !is_grpc {
-            return Box::pin(self.inner.call(request));
+            return TelemetryFuture {
+                inner: RequestScope::default()
+                    .run(self.inner.call(request))
+                    .instrument(tracing::Span::none()),
+                recording: None,
+            };
         }
         let path = request.uri().path();
         let method = self.metrics.method(path);
@@ -164,9 +169,45 @@ where
         };
         let scope = scope.with_request_id(request_id);
         let started = Instant::now();
-        let future = scope.run(self.inner.call(request)).instrument(span.clone());
-        Box::pin(async move {
-            let result = future.await;
+        TelemetryFuture {
+            inner: scope.run(self.inner.call(request)).instrument(span.clone()),
+            recording: Some(Recording {
+                method,
+                span,
+                started,
+            }),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An RPC's response future inside its request scope and span; records
+    /// the metrics when it completes. A named future rather than a boxed
+    /// one: no allocation per RPC.
+    pub struct TelemetryFuture<F> {
+        #[pin]
+        inner: Instrumented<ScopedFuture<F>>,
+        recording: Option<Recording>,
+    }
+}
+
+/// What a gRPC call's completion records.
+struct Recording {
+    method: Arc<MethodMetrics>,
+    span: tracing::Span,
+    started: Instant,
+}
+
+impl<F, ResB, E> Future for TelemetryFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResB>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Some(recording) = this.recording.take() {
             // Unary errors are trailers-only responses: the code is in the
             // headers. A successful unary call carries code 0 in trailers.
             let code = match &result {
@@ -178,10 +219,12 @@ where
                     .unwrap_or(0),
                 Err(_) => tonic::Code::Internal as i32,
             };
-            span.record("rpc.grpc.status_code", code);
-            method.record(tonic::Code::from_i32(code), started.elapsed());
-            result
-        })
+            recording.span.record("rpc.grpc.status_code", code);
+            recording
+                .method
+                .record(tonic::Code::from_i32(code), recording.started.elapsed());
+        }
+        Poll::Ready(result)
     }
 }
 

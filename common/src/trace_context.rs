@@ -34,6 +34,9 @@ tokio::task_local! {
     static CURRENT_REQUEST: RequestScope;
 }
 
+/// A future running inside a [`RequestScope`].
+pub type ScopedFuture<F> = tokio::task::futures::TaskLocalFuture<RequestScope, F>;
+
 /// What a request's handling runs inside (see [`RequestScope::run`]).
 #[derive(Clone, Debug, Default)]
 pub struct RequestScope {
@@ -102,10 +105,7 @@ fn format_traceparent(trace: &LocalTrace) -> Option<http::HeaderValue> {
 }
 
 impl RequestScope {
-    pub fn run<F: std::future::Future>(
-        self,
-        future: F,
-    ) -> impl std::future::Future<Output = F::Output> {
+    pub fn run<F: std::future::Future>(self, future: F) -> ScopedFuture<F> {
         CURRENT_REQUEST.scope(self, future)
     }
 

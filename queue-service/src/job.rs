@@ -1,5 +1,7 @@
 //! An ad job as the queue holds it, and the checks a submitted ad must pass.
 
+use std::fmt::Display;
+
 use admesh_common::validation::FieldViolations;
 use admesh_proto::queue::v1::{JobStatus as ProtoStatus, SubmitAdRequest};
 use serde::{Deserialize, Serialize};
@@ -225,52 +227,66 @@ pub fn check_submission(
     problems: &mut FieldViolations,
 ) -> Option<NewAd> {
     let before = problems.len();
-    let field = |name: &str| format!("{prefix}{name}");
     let title = request.title.trim().to_string();
-    problems.check(!title.is_empty(), field("title"), "must not be empty");
-    check_length(problems, field("title"), &title, MAX_TITLE_CHARS);
+    problems.check(
+        !title.is_empty(),
+        format_args!("{prefix}title"),
+        "must not be empty",
+    );
     check_length(
         problems,
-        field("description"),
+        format_args!("{prefix}title"),
+        &title,
+        MAX_TITLE_CHARS,
+    );
+    check_length(
+        problems,
+        format_args!("{prefix}description"),
         &request.description,
         MAX_DESCRIPTION_CHARS,
     );
     let game_family = request.game_family.trim().to_string();
     problems.check(
         !game_family.is_empty(),
-        field("game_family"),
+        format_args!("{prefix}game_family"),
         "must not be empty",
     );
     check_length(
         problems,
-        field("game_family"),
+        format_args!("{prefix}game_family"),
         &game_family,
         MAX_GAME_FAMILY_CHARS,
     );
-    let target_audience =
-        check_labels(problems, &field("target_audience"), request.target_audience);
-    let visual_elements =
-        check_labels(problems, &field("visual_elements"), request.visual_elements);
+    let target_audience = check_labels(
+        problems,
+        format_args!("{prefix}target_audience"),
+        request.target_audience,
+    );
+    let visual_elements = check_labels(
+        problems,
+        format_args!("{prefix}visual_elements"),
+        request.visual_elements,
+    );
     check_length(
         problems,
-        field("call_to_action"),
+        format_args!("{prefix}call_to_action"),
         &request.call_to_action,
         MAX_CALL_TO_ACTION_CHARS,
     );
     problems.check(
         request.duration <= MAX_DURATION_SECS,
-        field("duration"),
+        format_args!("{prefix}duration"),
         format_args!("must be at most {MAX_DURATION_SECS} seconds"),
     );
     problems.check(
         (1..=5).contains(&request.priority),
-        field("priority"),
+        format_args!("{prefix}priority"),
         format_args!("must be 1–5 (5 is the highest), got {}", request.priority),
     );
     let max_wait_secs = request.max_wait_time.unwrap_or(default_max_wait_secs);
     problems.check(
         (1..=MAX_WAIT_SECS).contains(&max_wait_secs),
-        field("max_wait_time"),
+        format_args!("{prefix}max_wait_time"),
         format_args!("must be 1–{MAX_WAIT_SECS} seconds"),
     );
     if problems.len() > before {
@@ -289,7 +305,7 @@ pub fn check_submission(
     })
 }
 
-fn check_length(problems: &mut FieldViolations, field: String, value: &str, max: usize) {
+fn check_length(problems: &mut FieldViolations, field: impl Display, value: &str, max: usize) {
     let chars = value.chars().count();
     problems.check(
         chars <= max,
@@ -298,18 +314,30 @@ fn check_length(problems: &mut FieldViolations, field: String, value: &str, max:
     );
 }
 
-fn check_labels(problems: &mut FieldViolations, field: &str, labels: Vec<String>) -> Vec<String> {
+fn check_labels(
+    problems: &mut FieldViolations,
+    field: impl Display,
+    labels: Vec<String>,
+) -> Vec<String> {
     problems.check(
         labels.len() <= MAX_LABELS,
-        field,
+        &field,
         format_args!("at most {MAX_LABELS} items, got {}", labels.len()),
     );
     let mut kept = Vec::with_capacity(labels.len());
     for (index, label) in labels.into_iter().enumerate() {
         let label = label.trim().to_string();
-        let item = format!("{field}[{index}]");
-        problems.check(!label.is_empty(), item.clone(), "must not be empty");
-        check_length(problems, item, &label, MAX_LABEL_CHARS);
+        problems.check(
+            !label.is_empty(),
+            format_args!("{field}[{index}]"),
+            "must not be empty",
+        );
+        check_length(
+            problems,
+            format_args!("{field}[{index}]"),
+            &label,
+            MAX_LABEL_CHARS,
+        );
         kept.push(label);
     }
     kept

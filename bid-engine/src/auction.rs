@@ -166,6 +166,7 @@ struct Targeted<'a> {
     current: Block,
     /// The current word's first position.
     base: usize,
+    /// Words in every bitset (they all cover the ranked campaigns).
     words: usize,
 }
 

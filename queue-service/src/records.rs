@@ -141,6 +141,7 @@ const JOB_COLUMNS: &str = "id, title, description, game_family, target_audience,
      queued_at, processing_started_at, processed_at, not_before, updated_at, progress, \
      progress_message, analysis, last_error, lease_id, lease_expires_at, processor_id, quality_score";
 const JOB_COLUMN_COUNT: usize = 27;
+const EVENT_COLUMNS: &str = "ad_id, kind, status, attempt, cause, detail, created_at";
 const EVENT_COLUMN_COUNT: usize = 7;
 
 #[derive(FromRow)]
@@ -171,9 +172,52 @@ struct JobRow {
     lease_id: Option<String>,
     lease_expires_at: Option<i64>,
     processor_id: Option<String>,
+    /// Derived from the analysis (for per-family averages in SQL); not read back.
+    quality_score: Option<i32>,
 }
 
 impl JobRow {
+    /// The job's columns as SQL stores them (both dialects write these).
+    fn of(job: &Job) -> Self {
+        Self {
+            id: job.id.clone(),
+            title: job.title.clone(),
+            description: job.description.clone(),
+            game_family: job.game_family.clone(),
+            target_audience: serde_json::to_string(&job.target_audience)
+                .unwrap_or_else(|_| "[]".into()),
+            visual_elements: serde_json::to_string(&job.visual_elements)
+                .unwrap_or_else(|_| "[]".into()),
+            call_to_action: job.call_to_action.clone(),
+            duration: i32::try_from(job.duration).unwrap_or(i32::MAX),
+            priority: i32::from(job.priority),
+            max_wait_time: i32::try_from(job.max_wait_secs).unwrap_or(i32::MAX),
+            status: job.status.as_str().to_string(),
+            attempt: i32::try_from(job.attempt).unwrap_or(i32::MAX),
+            version: job.version,
+            created_at: job.created_at,
+            queued_at: job.queued_at,
+            processing_started_at: job.processing_started_at,
+            processed_at: job.processed_at,
+            not_before: job.not_before,
+            updated_at: job.updated_at,
+            progress: i32::try_from(job.progress).unwrap_or(100),
+            progress_message: job.progress_message.clone(),
+            analysis: job
+                .analysis
+                .as_ref()
+                .and_then(|analysis| serde_json::to_string(analysis).ok()),
+            last_error: job.last_error.clone(),
+            lease_id: job.lease_id.clone(),
+            lease_expires_at: job.lease_expires_at,
+            processor_id: job.processor_id.clone(),
+            quality_score: job
+                .analysis
+                .as_ref()
+                .map(|analysis| i32::try_from(analysis.quality_score).unwrap_or(0)),
+        }
+    }
+
     fn into_job(self) -> anyhow::Result<Job> {
         let status = JobStatus::parse(&self.status)
             .with_context(|| format!("job {}: unknown status {:?}", self.id, self.status))?;
@@ -244,47 +288,38 @@ struct FamilyRow {
     average_quality: Option<f64>,
 }
 
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
 /// Binds one job's columns in [`JOB_COLUMNS`] order.
-macro_rules! bind_job {
-    ($query:expr, $job:expr) => {{
-        let job: &Job = $job;
-        $query
-            .bind(job.id.clone())
-            .bind(job.title.clone())
-            .bind(job.description.clone())
-            .bind(job.game_family.clone())
-            .bind(serde_json::to_string(&job.target_audience).unwrap_or_else(|_| "[]".into()))
-            .bind(serde_json::to_string(&job.visual_elements).unwrap_or_else(|_| "[]".into()))
-            .bind(job.call_to_action.clone())
-            .bind(i32::try_from(job.duration).unwrap_or(i32::MAX))
-            .bind(i32::from(job.priority))
-            .bind(i32::try_from(job.max_wait_secs).unwrap_or(i32::MAX))
-            .bind(job.status.as_str())
-            .bind(i32::try_from(job.attempt).unwrap_or(i32::MAX))
-            .bind(job.version)
-            .bind(job.created_at)
-            .bind(job.queued_at)
-            .bind(job.processing_started_at)
-            .bind(job.processed_at)
-            .bind(job.not_before)
-            .bind(job.updated_at)
-            .bind(i32::try_from(job.progress).unwrap_or(100))
-            .bind(job.progress_message.clone())
-            .bind(
-                job.analysis
-                    .as_ref()
-                    .and_then(|analysis| serde_json::to_string(analysis).ok()),
-            )
-            .bind(job.last_error.clone())
-            .bind(job.lease_id.clone())
-            .bind(job.lease_expires_at)
-            .bind(job.processor_id.clone())
-            .bind(
-                job.analysis
-                    .as_ref()
-                    .map(|analysis| i32::try_from(analysis.quality_score).unwrap_or(0)),
-            )
-    }};
+fn bind_row(query: SqliteQuery<'_>, row: JobRow) -> SqliteQuery<'_> {
+    query
+        .bind(row.id)
+        .bind(row.title)
+        .bind(row.description)
+        .bind(row.game_family)
+        .bind(row.target_audience)
+        .bind(row.visual_elements)
+        .bind(row.call_to_action)
+        .bind(row.duration)
+        .bind(row.priority)
+        .bind(row.max_wait_time)
+        .bind(row.status)
+        .bind(row.attempt)
+        .bind(row.version)
+        .bind(row.created_at)
+        .bind(row.queued_at)
+        .bind(row.processing_started_at)
+        .bind(row.processed_at)
+        .bind(row.not_before)
+        .bind(row.updated_at)
+        .bind(row.progress)
+        .bind(row.progress_message)
+        .bind(row.analysis)
+        .bind(row.last_error)
+        .bind(row.lease_id)
+        .bind(row.lease_expires_at)
+        .bind(row.processor_id)
+        .bind(row.quality_score)
 }
 
 /// The SQL side of the queue.
@@ -307,42 +342,10 @@ impl JobRecords {
         }
         batch.dedup_jobs();
         let upsert_tail = upsert_assignments();
-        if let Database::Postgres(pool) = &self.database {
-            return write_postgres(pool, batch, &upsert_tail).await;
+        match &self.database {
+            Database::Postgres(pool) => write_postgres(pool, batch, &upsert_tail).await,
+            Database::Sqlite(pool) => write_sqlite(pool, &self.database, batch, &upsert_tail).await,
         }
-        on_pool!(&self.database, pool => {
-            let mut transaction = pool.begin().await.context("begin job write")?;
-            for chunk in statement_chunks(&batch.jobs) {
-                let sql = format!(
-                    "INSERT INTO ad_jobs ({JOB_COLUMNS}) VALUES {} {upsert_tail}",
-                    self.database.values_placeholders(chunk.len(), JOB_COLUMN_COUNT)
-                );
-                let mut query = sqlx::query(&sql);
-                for job in chunk {
-                    query = bind_job!(query, job);
-                }
-                query.execute(&mut *transaction).await.context("upsert jobs")?;
-            }
-            for chunk in statement_chunks(&batch.events) {
-                let sql = format!(
-                    "INSERT INTO job_events (ad_id, kind, status, attempt, cause, detail, created_at) VALUES {}",
-                    self.database.values_placeholders(chunk.len(), EVENT_COLUMN_COUNT)
-                );
-                let mut query = sqlx::query(&sql);
-                for event in chunk {
-                    query = query
-                        .bind(event.ad_id.clone())
-                        .bind(event.kind)
-                        .bind(event.status.as_str())
-                        .bind(i32::try_from(event.attempt).unwrap_or(i32::MAX))
-                        .bind(event.cause.clone())
-                        .bind(event.detail.clone())
-                        .bind(event.time);
-                }
-                query.execute(&mut *transaction).await.context("insert job events")?;
-            }
-            transaction.commit().await.context("commit job write")
-        })
     }
 
     /// Queued and processing jobs (what an embedded queue reloads at start).
@@ -598,8 +601,62 @@ impl JobRecords {
     }
 }
 
-/// `ON CONFLICT … DO UPDATE SET col = excluded.col, …` for every column
-/// but the id, applied only by a newer version.
+/// SQLite takes multi-row `VALUES` statements of a few fixed sizes (so they
+/// stay prepared).
+async fn write_sqlite(
+    pool: &sqlx::SqlitePool,
+    database: &Database,
+    batch: &WriteBatch,
+    upsert_tail: &str,
+) -> anyhow::Result<()> {
+    let mut transaction = pool.begin().await.context("begin job write")?;
+    for chunk in statement_chunks(&batch.jobs) {
+        let sql = format!(
+            "INSERT INTO ad_jobs ({JOB_COLUMNS}) VALUES {} {upsert_tail}",
+            database.values_placeholders(chunk.len(), JOB_COLUMN_COUNT)
+        );
+        let mut query = sqlx::query(&sql);
+        for job in chunk {
+            query = bind_row(query, JobRow::of(job));
+        }
+        query
+            .execute(&mut *transaction)
+            .await
+            .context("upsert jobs")?;
+    }
+    for chunk in statement_chunks(&batch.events) {
+        let sql = format!(
+            "INSERT INTO job_events ({EVENT_COLUMNS}) VALUES {}",
+            database.values_placeholders(chunk.len(), EVENT_COLUMN_COUNT)
+        );
+        let mut query = sqlx::query(&sql);
+        for event in chunk {
+            query = query
+                .bind(event.ad_id.as_str())
+                .bind(event.kind)
+                .bind(event.status.as_str())
+                .bind(event_attempt(event))
+                .bind(event.cause.as_str())
+                .bind(event.detail.as_str())
+                .bind(event.time);
+        }
+        query
+            .execute(&mut *transaction)
+            .await
+            .context("insert job events")?;
+    }
+    transaction.commit().await.context("commit job write")
+}
+
+fn event_attempt(event: &JobEvent) -> i32 {
+    i32::try_from(event.attempt).unwrap_or(i32::MAX)
+}
+
+/// One column of `rows`, as an array for `UNNEST`.
+fn column<'r, R, T>(rows: &'r [R], field: impl Fn(&'r R) -> T) -> Vec<T> {
+    rows.iter().map(field).collect()
+}
+
 /// PostgreSQL takes a whole batch as one statement per table, each column
 /// an array (`UNNEST`): a few dozen parameters instead of one per value,
 /// which is most of what thousands of bound values cost it.
@@ -608,16 +665,9 @@ async fn write_postgres(
     batch: &WriteBatch,
     upsert_tail: &str,
 ) -> anyhow::Result<()> {
-    let jobs = &batch.jobs;
-    let texts = |field: fn(&Job) -> String| jobs.iter().map(field).collect::<Vec<String>>();
-    let ints = |field: fn(&Job) -> i32| jobs.iter().map(field).collect::<Vec<i32>>();
-    let longs = |field: fn(&Job) -> i64| jobs.iter().map(field).collect::<Vec<i64>>();
-    let maybe_longs =
-        |field: fn(&Job) -> Option<i64>| jobs.iter().map(field).collect::<Vec<Option<i64>>>();
-    let maybe_texts =
-        |field: fn(&Job) -> Option<String>| jobs.iter().map(field).collect::<Vec<Option<String>>>();
     let mut transaction = pool.begin().await.context("begin job write")?;
-    if !jobs.is_empty() {
+    if !batch.jobs.is_empty() {
+        let rows: Vec<JobRow> = batch.jobs.iter().map(JobRow::of).collect();
         let sql = format!(
             "INSERT INTO ad_jobs ({JOB_COLUMNS}) SELECT * FROM UNNEST(\
              $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
@@ -626,94 +676,50 @@ async fn write_postgres(
              $22::text[], $23::text[], $24::text[], $25::int8[], $26::text[], $27::int4[]) {upsert_tail}"
         );
         sqlx::query(&sql)
-            .bind(texts(|job| job.id.clone()))
-            .bind(texts(|job| job.title.clone()))
-            .bind(texts(|job| job.description.clone()))
-            .bind(texts(|job| job.game_family.clone()))
-            .bind(texts(|job| {
-                serde_json::to_string(&job.target_audience).unwrap_or_else(|_| "[]".into())
-            }))
-            .bind(texts(|job| {
-                serde_json::to_string(&job.visual_elements).unwrap_or_else(|_| "[]".into())
-            }))
-            .bind(texts(|job| job.call_to_action.clone()))
-            .bind(ints(|job| i32::try_from(job.duration).unwrap_or(i32::MAX)))
-            .bind(ints(|job| i32::from(job.priority)))
-            .bind(ints(|job| {
-                i32::try_from(job.max_wait_secs).unwrap_or(i32::MAX)
-            }))
-            .bind(texts(|job| job.status.as_str().to_string()))
-            .bind(ints(|job| i32::try_from(job.attempt).unwrap_or(i32::MAX)))
-            .bind(longs(|job| job.version))
-            .bind(longs(|job| job.created_at))
-            .bind(longs(|job| job.queued_at))
-            .bind(maybe_longs(|job| job.processing_started_at))
-            .bind(maybe_longs(|job| job.processed_at))
-            .bind(maybe_longs(|job| job.not_before))
-            .bind(longs(|job| job.updated_at))
-            .bind(ints(|job| i32::try_from(job.progress).unwrap_or(100)))
-            .bind(texts(|job| job.progress_message.clone()))
-            .bind(maybe_texts(|job| {
-                job.analysis
-                    .as_ref()
-                    .and_then(|analysis| serde_json::to_string(analysis).ok())
-            }))
-            .bind(texts(|job| job.last_error.clone()))
-            .bind(maybe_texts(|job| job.lease_id.clone()))
-            .bind(maybe_longs(|job| job.lease_expires_at))
-            .bind(maybe_texts(|job| job.processor_id.clone()))
-            .bind(
-                jobs.iter()
-                    .map(|job| {
-                        job.analysis
-                            .as_ref()
-                            .map(|analysis| i32::try_from(analysis.quality_score).unwrap_or(0))
-                    })
-                    .collect::<Vec<Option<i32>>>(),
-            )
+            .bind(column(&rows, |row| row.id.as_str()))
+            .bind(column(&rows, |row| row.title.as_str()))
+            .bind(column(&rows, |row| row.description.as_str()))
+            .bind(column(&rows, |row| row.game_family.as_str()))
+            .bind(column(&rows, |row| row.target_audience.as_str()))
+            .bind(column(&rows, |row| row.visual_elements.as_str()))
+            .bind(column(&rows, |row| row.call_to_action.as_str()))
+            .bind(column(&rows, |row| row.duration))
+            .bind(column(&rows, |row| row.priority))
+            .bind(column(&rows, |row| row.max_wait_time))
+            .bind(column(&rows, |row| row.status.as_str()))
+            .bind(column(&rows, |row| row.attempt))
+            .bind(column(&rows, |row| row.version))
+            .bind(column(&rows, |row| row.created_at))
+            .bind(column(&rows, |row| row.queued_at))
+            .bind(column(&rows, |row| row.processing_started_at))
+            .bind(column(&rows, |row| row.processed_at))
+            .bind(column(&rows, |row| row.not_before))
+            .bind(column(&rows, |row| row.updated_at))
+            .bind(column(&rows, |row| row.progress))
+            .bind(column(&rows, |row| row.progress_message.as_str()))
+            .bind(column(&rows, |row| row.analysis.as_deref()))
+            .bind(column(&rows, |row| row.last_error.as_str()))
+            .bind(column(&rows, |row| row.lease_id.as_deref()))
+            .bind(column(&rows, |row| row.lease_expires_at))
+            .bind(column(&rows, |row| row.processor_id.as_deref()))
+            .bind(column(&rows, |row| row.quality_score))
             .execute(&mut *transaction)
             .await
             .context("upsert jobs")?;
     }
     let events = &batch.events;
     if !events.is_empty() {
-        sqlx::query(
-            "INSERT INTO job_events (ad_id, kind, status, attempt, cause, detail, created_at) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::text[], \
-             $6::text[], $7::int8[])",
-        )
-        .bind(
-            events
-                .iter()
-                .map(|event| event.ad_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(events.iter().map(|event| event.kind).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|event| event.status.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|event| i32::try_from(event.attempt).unwrap_or(i32::MAX))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|event| event.cause.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|event| event.detail.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(events.iter().map(|event| event.time).collect::<Vec<_>>())
+        sqlx::query(&format!(
+            "INSERT INTO job_events ({EVENT_COLUMNS}) SELECT * FROM UNNEST($1::text[], \
+             $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[], $7::int8[])"
+        ))
+        .bind(column(events, |event| event.ad_id.as_str()))
+        .bind(column(events, |event| event.kind))
+        .bind(column(events, |event| event.status.as_str()))
+        .bind(column(events, event_attempt))
+        .bind(column(events, |event| event.cause.as_str()))
+        .bind(column(events, |event| event.detail.as_str()))
+        .bind(column(events, |event| event.time))
         .execute(&mut *transaction)
         .await
         .context("insert job events")?;
@@ -721,6 +727,8 @@ async fn write_postgres(
     transaction.commit().await.context("commit job write")
 }
 
+/// `ON CONFLICT … DO UPDATE SET col = excluded.col, …` for every column
+/// but the id, applied only by a newer version.
 fn upsert_assignments() -> String {
     let assignments = JOB_COLUMNS
         .split(", ")

@@ -610,42 +610,60 @@ async fn write_sqlite(
     upsert_tail: &str,
 ) -> anyhow::Result<()> {
     let mut transaction = pool.begin().await.context("begin job write")?;
-    for chunk in statement_chunks(&batch.jobs) {
-        let sql = format!(
-            "INSERT INTO ad_jobs ({JOB_COLUMNS}) VALUES {} {upsert_tail}",
-            database.values_placeholders(chunk.len(), JOB_COLUMN_COUNT)
-        );
-        let mut query = sqlx::query(&sql);
-        for job in chunk {
-            query = bind_row(query, JobRow::of(job));
-        }
-        query
-            .execute(&mut *transaction)
-            .await
-            .context("upsert jobs")?;
-    }
-    for chunk in statement_chunks(&batch.events) {
-        let sql = format!(
-            "INSERT INTO job_events ({EVENT_COLUMNS}) VALUES {}",
-            database.values_placeholders(chunk.len(), EVENT_COLUMN_COUNT)
-        );
-        let mut query = sqlx::query(&sql);
-        for event in chunk {
-            query = query
+    let tail = format!(" {upsert_tail}");
+    let into_jobs = format!("INSERT INTO ad_jobs ({JOB_COLUMNS}) VALUES");
+    insert_in_chunks(
+        &mut transaction,
+        database,
+        (&into_jobs, &tail, JOB_COLUMN_COUNT),
+        &batch.jobs,
+        |query, job| bind_row(query, JobRow::of(job)),
+    )
+    .await
+    .context("upsert jobs")?;
+    let into_events = format!("INSERT INTO job_events ({EVENT_COLUMNS}) VALUES");
+    insert_in_chunks(
+        &mut transaction,
+        database,
+        (&into_events, "", EVENT_COLUMN_COUNT),
+        &batch.events,
+        |query, event| {
+            query
                 .bind(event.ad_id.as_str())
                 .bind(event.kind)
                 .bind(event.status.as_str())
                 .bind(event_attempt(event))
                 .bind(event.cause.as_str())
                 .bind(event.detail.as_str())
-                .bind(event.time);
-        }
-        query
-            .execute(&mut *transaction)
-            .await
-            .context("insert job events")?;
-    }
+                .bind(event.time)
+        },
+    )
+    .await
+    .context("insert job events")?;
     transaction.commit().await.context("commit job write")
+}
+
+/// Inserts `rows` with `(head, tail, columns)`: `{head} (…), (…) {tail}`,
+/// one statement per chunk of [`statement_chunks`].
+async fn insert_in_chunks<T>(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    database: &Database,
+    (head, tail, columns): (&str, &str, usize),
+    rows: &[T],
+    bind: impl for<'q> Fn(SqliteQuery<'q>, &'q T) -> SqliteQuery<'q>,
+) -> anyhow::Result<()> {
+    for chunk in statement_chunks(rows) {
+        let sql = format!(
+            "{head} {}{tail}",
+            database.values_placeholders(chunk.len(), columns)
+        );
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            query = bind(query, row);
+        }
+        query.execute(&mut **transaction).await?;
+    }
+    Ok(())
 }
 
 fn event_attempt(event: &JobEvent) -> i32 {

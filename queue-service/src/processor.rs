@@ -281,35 +281,72 @@ fn job_of(job: &pb::AdJob) -> Job {
     analysed
 }
 
-/// Sends completions in batches: whatever finished since the last call goes
-/// in the next one, with up to [`ACK_CALLS_IN_FLIGHT`] calls in flight, so
-/// finished jobs need not wait for an earlier batch's SQL commit. Retries
-/// failed calls (completion is idempotent by lease id).
+/// Sends completions in batches, with up to [`ACK_CALLS_IN_FLIGHT`] calls
+/// in flight, so finished jobs need not wait for an earlier batch's SQL
+/// commit. Retries failed calls (completion is idempotent by lease id).
 async fn acknowledge(
     client: QueueServiceClient<Channel>,
-    mut receiver: mpsc::UnboundedReceiver<pb::CompleteJobRequest>,
+    receiver: mpsc::UnboundedReceiver<pb::CompleteJobRequest>,
 ) {
-    let mut calls = tokio::task::JoinSet::new();
+    let sent = send_in_batches(
+        receiver,
+        ACK_CALLS_IN_FLIGHT,
+        MAX_ACKS_PER_CALL,
+        |completions| {
+            let client = client.clone();
+            async move {
+                send_completions(client, completions).await;
+                Ok::<(), std::convert::Infallible>(())
+            }
+        },
+    );
+    let Ok(()) = sent.await;
+}
+
+/// Sends what arrives on `receiver` in batches: whatever queued up since
+/// the last call (at most `max_per_call`) goes in the next one, with up to
+/// `calls_in_flight` calls at once. Returns once the receiver is closed and
+/// every call has finished, or with the first call's error.
+pub async fn send_in_batches<T, E, Call>(
+    mut receiver: mpsc::UnboundedReceiver<T>,
+    calls_in_flight: usize,
+    max_per_call: usize,
+    mut send: impl FnMut(Vec<T>) -> Call,
+) -> Result<(), E>
+where
+    Call: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: Send + 'static,
+{
+    let mut calls = JoinSet::new();
     let mut receiving = true;
     loop {
         let first = tokio::select! {
-            first = receiver.recv(), if receiving && calls.len() < ACK_CALLS_IN_FLIGHT => first,
-            _ = calls.join_next(), if !calls.is_empty() => continue,
-            else => return,
+            first = receiver.recv(), if receiving && calls.len() < calls_in_flight.max(1) => first,
+            done = calls.join_next(), if !calls.is_empty() => {
+                match done {
+                    Some(Ok(result)) => result?,
+                    Some(Err(failed)) if failed.is_panic() => {
+                        std::panic::resume_unwind(failed.into_panic())
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            else => return Ok(()),
         };
         let Some(first) = first else {
             // Every sender is gone: finish the calls in flight, then stop.
             receiving = false;
             continue;
         };
-        let mut completions = vec![first];
-        while completions.len() < MAX_ACKS_PER_CALL {
+        let mut batch = vec![first];
+        while batch.len() < max_per_call {
             match receiver.try_recv() {
-                Ok(more) => completions.push(more),
+                Ok(more) => batch.push(more),
                 Err(_) => break,
             }
         }
-        calls.spawn(send_completions(client.clone(), completions));
+        calls.spawn(send(batch));
     }
 }
 
@@ -379,5 +416,73 @@ async fn heartbeat(worker: Arc<Worker>, shutdown: CancellationToken) {
             }
             Err(status) => tracing::warn!(%status, "heartbeat failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod batching_tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn batches_overlap_up_to_the_limit_and_all_finish_after_the_senders_go() {
+        let (sender, receiver) = mpsc::unbounded_channel::<u32>();
+        let gate = Arc::new(Semaphore::new(0));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let (entered, mut entries) = mpsc::unbounded_channel::<()>();
+        let delivered = Arc::new(Mutex::new(Vec::new()));
+        let sending = tokio::spawn(send_in_batches(receiver, 2, 100, {
+            let (gate, in_flight, delivered) = (gate.clone(), in_flight.clone(), delivered.clone());
+            move |batch: Vec<u32>| {
+                let (gate, in_flight, delivered, entered) = (
+                    gate.clone(),
+                    in_flight.clone(),
+                    delivered.clone(),
+                    entered.clone(),
+                );
+                async move {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    assert!(now <= 2, "{now} calls in flight");
+                    let _ = entered.send(());
+                    let _permit = gate.acquire().await.expect("gate open");
+                    delivered.lock().extend(batch);
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<(), String>(())
+                }
+            }
+        }));
+        // Two calls start and block; what arrives meanwhile waits.
+        sender.send(1).expect("send");
+        entries.recv().await.expect("first call");
+        sender.send(2).expect("send");
+        entries.recv().await.expect("second call");
+        sender.send(3).expect("send");
+        sender.send(4).expect("send");
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        drop(sender);
+        gate.add_permits(10);
+        sending.await.expect("no panic").expect("no error");
+        let mut delivered = delivered.lock().clone();
+        delivered.sort_unstable();
+        assert_eq!(
+            delivered,
+            [1, 2, 3, 4],
+            "each once, and all before returning"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_ends_the_sending_with_its_error() {
+        let (sender, receiver) = mpsc::unbounded_channel::<u32>();
+        sender.send(7).expect("send");
+        drop(sender);
+        let sent = send_in_batches(receiver, 4, 100, |batch: Vec<u32>| async move {
+            Err::<(), String>(format!("refused {batch:?}"))
+        })
+        .await;
+        assert_eq!(sent, Err("refused [7]".to_string()));
     }
 }

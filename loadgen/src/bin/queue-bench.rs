@@ -18,7 +18,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::{
     collections::HashMap,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -26,6 +29,7 @@ use admesh_common::{Database, MeshConfig, Redis, ServiceContext};
 use admesh_proto::queue::v1::{
     self as pb, process_event::Event, queue_service_client::QueueServiceClient,
 };
+use admesh_queue_service::processor::send_in_batches;
 use anyhow::Context;
 use clap::Parser;
 use tokio_stream::StreamExt;
@@ -244,65 +248,50 @@ async fn run_queue_service(args: &Args, seed: u64) -> anyhow::Result<Round> {
         })
         .await?
         .into_inner();
-    let (acks, mut ack_receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (acks, ack_receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
     let ack_client = client.clone();
-    let total = args.jobs;
     // Completions are acknowledged as BullMQ's workers do: each finished job
     // is answered while others are still being answered (BullMQ's 50
     // workers each await their own `moveToFinished`). Here whatever finished
     // goes in one `CompleteJobs`, with as many of those in flight at once as
     // jobs may be (`--in-flight`).
-    let ack_calls_in_flight = args.in_flight as usize;
-    let acknowledger = tokio::spawn(async move {
-        let mut acknowledged = 0;
-        let mut calls = tokio::task::JoinSet::new();
-        let mut receiving = true;
-        while acknowledged < total {
-            let first = tokio::select! {
-                first = ack_receiver.recv(), if receiving && calls.len() < ack_calls_in_flight => first,
-                done = calls.join_next(), if !calls.is_empty() => {
-                    if let Some(done) = done {
-                        acknowledged += done??;
-                    }
-                    continue;
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let acknowledger = tokio::spawn(send_in_batches(
+        ack_receiver,
+        args.in_flight as usize,
+        usize::MAX,
+        {
+            let acknowledged = Arc::clone(&acknowledged);
+            move |lease_ids: Vec<String>| {
+                let mut client = ack_client.clone();
+                let acknowledged = Arc::clone(&acknowledged);
+                async move {
+                    let completions = lease_ids
+                        .into_iter()
+                        .map(|lease_id| pb::CompleteJobRequest {
+                            lease_id,
+                            analysis: Some(pb::AdAnalysis {
+                                quality_score: 50,
+                                recommendation: pb::Recommendation::Review as i32,
+                                ..Default::default()
+                            }),
+                        })
+                        .collect::<Vec<_>>();
+                    let count = completions.len();
+                    let answer = client
+                        .complete_jobs(pb::CompleteJobsRequest { completions })
+                        .await?
+                        .into_inner();
+                    anyhow::ensure!(
+                        answer.acks.iter().all(|ack| ack.accepted),
+                        "a completion was refused"
+                    );
+                    acknowledged.fetch_add(count, Ordering::Relaxed);
+                    Ok(())
                 }
-                else => break,
-            };
-            let Some(first) = first else {
-                receiving = false;
-                continue;
-            };
-            let mut lease_ids = vec![first];
-            while let Ok(more) = ack_receiver.try_recv() {
-                lease_ids.push(more);
             }
-            let completions = lease_ids
-                .into_iter()
-                .map(|lease_id| pb::CompleteJobRequest {
-                    lease_id,
-                    analysis: Some(pb::AdAnalysis {
-                        quality_score: 50,
-                        recommendation: pb::Recommendation::Review as i32,
-                        ..Default::default()
-                    }),
-                })
-                .collect::<Vec<_>>();
-            let mut client = ack_client.clone();
-            calls.spawn(async move {
-                let count = completions.len();
-                let answer = client
-                    .complete_jobs(pb::CompleteJobsRequest { completions })
-                    .await?
-                    .into_inner();
-                anyhow::ensure!(
-                    answer.acks.iter().all(|ack| ack.accepted),
-                    "a completion was refused"
-                );
-                Ok::<_, anyhow::Error>(count)
-            });
-        }
-        Ok::<_, anyhow::Error>(acknowledged)
-    });
+        },
+    ));
     let mut order = Vec::with_capacity(args.jobs);
     while order.len() < args.jobs {
         match stream.next().await {
@@ -323,7 +312,8 @@ async fn run_queue_service(args: &Args, seed: u64) -> anyhow::Result<Round> {
         }
     }
     drop(acks);
-    let acknowledged = acknowledger.await??;
+    acknowledger.await??;
+    let acknowledged = acknowledged.load(Ordering::Relaxed);
     let process_seconds = started.elapsed().as_secs_f64();
     anyhow::ensure!(acknowledged == args.jobs, "acknowledged {acknowledged}");
     drop(stream);

@@ -12,6 +12,11 @@
 use std::net::SocketAddr;
 
 use admesh_ad_server::click_token::{ClickClaims, ClickSigner};
+use admesh_bid_engine::{
+    campaign::{Campaign, spend_of_impression},
+    synthetic::synthetic_campaigns,
+};
+use admesh_common::{MeshConfig, time::now_millis};
 use admesh_proto::{
     adserver::v1::{
         ServeRequest, ServeResponse,
@@ -23,51 +28,67 @@ use admesh_proto::{
         bid_engine_server::{BidEngine, BidEngineServer},
     },
 };
+use anyhow::Context;
 use tokio_util::sync::CancellationToken;
+
+use crate::driver::request;
 use tonic::{Request, Response, Status, transport::Channel};
 
-/// A winning bid as the bid-engine answers one for a synthetic campaign
-/// (`bid-engine/src/synthetic.rs`): the same field lengths.
-fn winning_bid(request_id: String) -> BidResponse {
+/// The synthetic campaign whose ad the echo answers with
+/// (`bid-engine/src/synthetic.rs`): its number is as long as most of the
+/// 10,000 the load generator loads, so its ids and URLs are too.
+const TYPICAL_CAMPAIGN: usize = 4_242;
+
+/// A winning bid for `campaign`, as the bid-engine answers one.
+fn winning_bid(campaign: &Campaign) -> BidResponse {
+    let ad = &campaign.ads[0];
     BidResponse {
-        request_id,
+        request_id: String::new(),
         filled: true,
         no_bid_reason: 0,
-        campaign_id: "synthetic-04242".into(),
-        ad_id: "synthetic-ad-04242".into(),
-        bid_price: 2_500_000,
-        spend: 2_500,
+        campaign_id: campaign.id.to_string(),
+        ad_id: ad.id.clone(),
+        bid_price: campaign.bid_price,
+        spend: spend_of_impression(campaign.bid_price),
         ad_content: Some(AdContent {
-            title: "Synthetic ad 4242".into(),
-            image_url: "https://cdn.example.com/synthetic/4242.jpg".into(),
-            redirect_url: "https://example.com/synthetic/4242".into(),
+            title: ad.title.clone(),
+            image_url: ad.image_url.clone(),
+            redirect_url: ad.redirect_url.clone(),
         }),
         auction_type: AuctionType::SecondPrice as i32,
     }
 }
 
-/// A click-tracking URL as long as the ad-server's for a typical fill
-/// (measured from a real signed token, so the echo follows the token format).
-fn click_url_like_the_ad_servers() -> String {
-    let signer = ClickSigner::new([7u8; 32]);
-    let token = signer.sign(&ClickClaims {
-        impression_id: uuid::Uuid::now_v7().to_string(),
-        ad_id: "synthetic-ad-04242".into(),
-        campaign_id: "synthetic-04242".into(),
-        user_id: "user-42424".into(),
-        placement_id: "placement-12".into(),
-        redirect_url: "https://example.com/synthetic/4242".into(),
-        issued_at: 1_764_000_000_000,
+/// A click-tracking URL for `bid` as the ad-server builds one with its
+/// default settings (a real signed token, so the echo follows the format).
+fn click_url_like_the_ad_servers(bid: &BidResponse) -> String {
+    let content = bid.ad_content.clone().unwrap_or_default();
+    let token = ClickSigner::new([7u8; 32]).sign(&ClickClaims {
+        impression_id: ECHO_IMPRESSION_ID.into(),
+        ad_id: bid.ad_id.clone(),
+        campaign_id: bid.campaign_id.clone(),
+        user_id: request(4_242).user_id,
+        placement_id: request(4_242).placement_id,
+        redirect_url: content.redirect_url,
+        issued_at: now_millis(),
     });
-    format!("http://127.0.0.1:8080/v1/click?t={token}")
+    let base = MeshConfig::default().ad_server.public_base_url;
+    format!("{}/v1/click?t={token}", base.trim_end_matches('/'))
 }
 
-struct EchoBack;
+/// Answers every bid with the same winning bid (cloned, as the bid-engine
+/// copies a campaign's ad into each answer).
+struct EchoBack {
+    answer: BidResponse,
+}
 
 #[tonic::async_trait]
 impl BidEngine for EchoBack {
     async fn bid(&self, request: Request<BidRequest>) -> Result<Response<BidResponse>, Status> {
-        Ok(Response::new(winning_bid(request.into_inner().request_id)))
+        Ok(Response::new(BidResponse {
+            request_id: request.into_inner().request_id,
+            ..self.answer.clone()
+        }))
     }
 }
 
@@ -131,13 +152,18 @@ async fn listen() -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
 
 impl EchoTwoHop {
     pub async fn start() -> anyhow::Result<Self> {
+        let campaign = synthetic_campaigns(TYPICAL_CAMPAIGN)
+            .pop()
+            .context("no synthetic campaign")?;
+        let answer = winning_bid(&campaign);
+        let click_url = click_url_like_the_ad_servers(&answer);
         let stop = CancellationToken::new();
         let (back_listener, back) = listen().await?;
         let (front_listener, front) = listen().await?;
         let back_stop = stop.clone();
         tokio::spawn(async move {
             tonic::transport::Server::builder()
-                .add_service(BidEngineServer::new(EchoBack))
+                .add_service(BidEngineServer::new(EchoBack { answer }))
                 .serve_with_incoming_shutdown(
                     admesh_common::nodelay_incoming(back_listener),
                     back_stop.cancelled_owned(),
@@ -147,7 +173,7 @@ impl EchoTwoHop {
         let channel = admesh_common::lazy_channel(&format!("http://{back}"))?;
         let front_service = AdServerServer::new(EchoFront {
             back: BidEngineClient::new(channel),
-            click_url: click_url_like_the_ad_servers(),
+            click_url,
         });
         let front_stop = stop.clone();
         tokio::spawn(async move {

@@ -130,21 +130,21 @@ pub fn current_log_ids() -> Option<(Option<String>, Option<String>)> {
 
 /// The trace an incoming request belongs to (the caller's, or a new one).
 #[derive(Debug)]
-pub struct IncomingTrace {
-    parent: opentelemetry::Context,
-    /// Without an exporter: this hop's trace context, known up front.
-    local: Option<LocalTrace>,
+pub struct IncomingTrace(Incoming);
+
+#[derive(Debug)]
+enum Incoming {
+    /// Spans are exported: the caller's context, to parent this hop's span.
+    Exported(opentelemetry::Context),
+    /// No exporter: this hop's trace context, known up front.
+    Local(LocalTrace),
 }
 
 /// Reads the caller's trace context from `headers`.
 pub fn incoming_trace(headers: &http::HeaderMap) -> IncomingTrace {
     if exporting() {
-        return IncomingTrace {
-            parent: extract_context(headers),
-            local: None,
-        };
+        return IncomingTrace(Incoming::Exported(extract_context(headers)));
     }
-    let parent = opentelemetry::Context::new();
     let remote = headers
         .get(TRACEPARENT)
         .and_then(|value| parse_traceparent(value.as_bytes()));
@@ -153,34 +153,34 @@ pub fn incoming_trace(headers: &http::HeaderMap) -> IncomingTrace {
         Some((trace_id, flags)) => (trace_id, flags, headers.get(TRACESTATE).cloned()),
         None => (ids.new_trace_id(), 0, None),
     };
-    IncomingTrace {
-        parent,
-        local: Some(LocalTrace {
-            trace_id,
-            span_id: ids.new_span_id(),
-            flags,
-            state,
-        }),
-    }
+    IncomingTrace(Incoming::Local(LocalTrace {
+        trace_id,
+        span_id: ids.new_span_id(),
+        flags,
+        state,
+    }))
 }
 
 impl IncomingTrace {
     /// Without an exporter: the scope to run the request in; no span is
-    /// needed (the log lines take their ids from the scope).
+    /// needed (the log lines take their ids from the scope). With one, the
+    /// trace back, to [`attach`](Self::attach) to a span.
     pub fn into_scope(self) -> Result<RequestScope, Self> {
-        match self.local {
-            Some(local) => Ok(RequestScope {
+        match self.0 {
+            Incoming::Local(local) => Ok(RequestScope {
                 trace_id: Some(local.trace_id),
                 local: Some(local),
                 request_id: None,
             }),
-            None => Err(self),
+            exported @ Incoming::Exported(_) => Err(Self(exported)),
         }
     }
 
     /// With an exporter: joins `span` to the trace.
     pub fn attach(self, span: &tracing::Span) -> RequestScope {
-        let _ = span.set_parent(self.parent);
+        if let Incoming::Exported(parent) = self.0 {
+            let _ = span.set_parent(parent);
+        }
         let trace_id = span.context().span().span_context().trace_id();
         RequestScope {
             local: None,
@@ -250,6 +250,8 @@ pub fn inject_current_context(headers: &mut http::HeaderMap) {
     });
 }
 
+/// Puts the current trace context into every outgoing gRPC request of a
+/// client: `Client::with_interceptor(channel, TraceContextInterceptor)`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TraceContextInterceptor;
 

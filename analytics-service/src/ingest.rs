@@ -8,7 +8,7 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use admesh_common::{
-    events::{EventStream, StreamEntry},
+    events::{EventStream, StreamEntry, entry_ids},
     time::now_millis,
 };
 use tokio_util::sync::CancellationToken;
@@ -108,12 +108,9 @@ pub async fn consume(
                 // none of them is waiting.
                 let still_waiting: HashSet<&str> =
                     deferred.iter().map(|entry| entry.id.as_str()).collect();
-                // Each entry once (its events are next to each other).
-                let ids: Vec<String> = done
-                    .chunk_by(|a, b| a.id == b.id)
-                    .map(|events| &events[0].id)
-                    .filter(|id| !still_waiting.contains(id.as_str()))
-                    .cloned()
+                let ids: Vec<String> = entry_ids(&done)
+                    .filter(|id| !still_waiting.contains(id))
+                    .map(str::to_owned)
                     .collect();
                 waiting = deferred;
                 if let Err(error) = stream.ack(&ids).await {

@@ -180,7 +180,7 @@ impl ReadPlan {
 
     /// Notes a read's result; answers whether to read again.
     fn read_again(&mut self, entries: &[StreamEntry]) -> bool {
-        let got = distinct_ids_of(entries);
+        let got = entry_ids(entries).count();
         self.entries += got;
         self.events += entries.len();
         if got < self.asked || self.events >= self.max_events {
@@ -192,9 +192,12 @@ impl ReadPlan {
     }
 }
 
-/// How many entries `entries` (in stream order) come from.
-fn distinct_ids_of(entries: &[StreamEntry]) -> usize {
-    entries.chunk_by(|a, b| a.id == b.id).count()
+/// The ids of the entries `events` (in stream order, as reads return
+/// them) come from, each once.
+pub fn entry_ids(events: &[StreamEntry]) -> impl Iterator<Item = &str> {
+    events
+        .chunk_by(|a, b| a.id == b.id)
+        .map(|entry| entry[0].id.as_str())
 }
 
 // ── cluster: Redis Streams ────────────────────────────────────────────────
@@ -796,7 +799,10 @@ mod stream_entry_tests {
 
     #[test]
     fn entries_are_counted_by_their_ids() {
-        assert_eq!(distinct_ids_of(&entries(&[2, 1, 3], 0)), 3);
-        assert_eq!(distinct_ids_of(&[]), 0);
+        assert_eq!(
+            entry_ids(&entries(&[2, 1, 3], 0)).collect::<Vec<_>>(),
+            ["0", "1", "2"]
+        );
+        assert_eq!(entry_ids(&[]).count(), 0);
     }
 }

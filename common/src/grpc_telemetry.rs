@@ -67,8 +67,11 @@ struct RpcMetrics {
 struct MethodMetrics {
     service: &'static str,
     method: Box<str>,
-    by_code: [OnceLock<Handles>; 17],
+    by_code: [OnceLock<Handles>; GRPC_CODES],
 }
+
+/// gRPC status codes: OK (0) to UNAUTHENTICATED (16).
+const GRPC_CODES: usize = 17;
 
 /// Distinct method paths cached at most (a client can send any path).
 const MAX_CACHED_PATHS: usize = 1_000;
@@ -100,7 +103,7 @@ impl RpcMetrics {
 
 impl MethodMetrics {
     fn record(&self, code: tonic::Code, elapsed: std::time::Duration) {
-        let (count, duration) = self.by_code[code as usize % 17].get_or_init(|| {
+        let (count, duration) = self.by_code[code as usize % GRPC_CODES].get_or_init(|| {
             let labels = vec![
                 metrics::Label::from_static_parts("service", self.service),
                 metrics::Label::new("method", self.method.to_string()),
@@ -248,5 +251,51 @@ pub fn grpc_code_name(code: tonic::Code) -> &'static str {
         tonic::Code::Unavailable => "UNAVAILABLE",
         tonic::Code::DataLoss => "DATA_LOSS",
         tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grpc_request(path: &str, refused: bool) -> http::Request<()> {
+        let mut request = http::Request::builder()
+            .uri(path)
+            .header(http::header::CONTENT_TYPE, "application/grpc");
+        if refused {
+            request = request.header("x-refuse", "1");
+        }
+        request.body(()).expect("request")
+    }
+
+    #[tokio::test]
+    async fn each_rpc_is_counted_by_method_and_status_code() {
+        let metrics = crate::metrics::prometheus_handle();
+        // Errors of unary calls come as trailers-only responses: the code
+        // is in the headers; a success carries none there.
+        let service = tower::service_fn(|request: http::Request<()>| async move {
+            let mut response = http::Response::builder();
+            if request.headers().contains_key("x-refuse") {
+                response = response.header("grpc-status", "3");
+            }
+            Ok::<_, std::convert::Infallible>(response.body(()).expect("response"))
+        });
+        let mut layered = GrpcTelemetryLayer::new("telemetry-test").layer(service);
+        for (path, refused) in [
+            ("/t.v1.T/Answers", false),
+            ("/t.v1.T/Mixed", false),
+            ("/t.v1.T/Mixed", true),
+            ("/t.v1.T/Mixed", true),
+        ] {
+            let _ = layered.call(grpc_request(path, refused)).await;
+        }
+        let text = metrics.render();
+        for line in [
+            r#"admesh_grpc_server_requests_total{service="telemetry-test",method="Answers",code="OK"} 1"#,
+            r#"admesh_grpc_server_requests_total{service="telemetry-test",method="Mixed",code="OK"} 1"#,
+            r#"admesh_grpc_server_requests_total{service="telemetry-test",method="Mixed",code="INVALID_ARGUMENT"} 2"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }

@@ -801,8 +801,7 @@ impl QueueStore for RedisQueue {
             .query_async(&mut self.redis.connection())
             .await
             .context("counting the queue")?;
-        let ready = [p1, p2, p3, p4, p5];
-        let mut by_priority = ready;
+        let mut by_priority = [p1, p2, p3, p4, p5];
         for job in self.read_jobs(&delayed).await?.values() {
             by_priority[usize::from(job.priority.clamp(1, 5) - 1)] += 1;
         }

@@ -210,6 +210,21 @@ async fn a_stalling_bid_engine_means_fast_no_fills_and_the_breaker_opens_and_rec
     }
     let (answer, _) = timed_serve(&mut client).await;
     assert_eq!(answer.no_fill_reason, NoFillReason::CircuitOpen as i32);
+
+    // Every no-fill is counted by its reason.
+    let metrics = reqwest::get(format!("http://{address}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("metrics text");
+    for line in [
+        r#"admesh_serve_total{result="no_fill",reason="NO_FILL_REASON_TIMEOUT"} 5"#,
+        r#"admesh_serve_total{result="no_fill",reason="NO_FILL_REASON_UPSTREAM_ERROR"} 5"#,
+        r#"admesh_serve_total{result="fill",reason=""} 0"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
 }
 
 /// XRANGE's answer: (entry id, [(field, value)]).

@@ -41,9 +41,37 @@ pub struct AdServerService {
     click_url_prefix: String,
     publisher: EventPublisher,
     store: AdServerStore,
-    /// `admesh_serve_total{result="fill"}`, registered once: a lookup in
-    /// the registry on every fill costs more than the increment.
-    fills: metrics::Counter,
+    serves: ServeCounters,
+}
+
+/// `admesh_serve_total` by result and reason, registered once: a lookup in
+/// the registry on every serve costs more than the increment.
+#[derive(Clone, Debug)]
+struct ServeCounters {
+    fill: metrics::Counter,
+    /// By [`pb::NoFillReason`] number.
+    no_fill: Vec<metrics::Counter>,
+}
+
+impl ServeCounters {
+    fn register() -> Self {
+        admesh_common::metrics::ensure_recorder();
+        Self {
+            fill: metrics::counter!("admesh_serve_total", "result" => "fill", "reason" => ""),
+            no_fill: (0..)
+                .map_while(|number| pb::NoFillReason::try_from(number).ok())
+                .map(|reason| {
+                    metrics::counter!("admesh_serve_total", "result" => "no_fill", "reason" => reason.as_str_name())
+                })
+                .collect(),
+        }
+    }
+
+    fn no_fill(&self, reason: pb::NoFillReason) {
+        if let Some(counter) = self.no_fill.get(reason as usize) {
+            counter.increment(1);
+        }
+    }
 }
 
 /// What the service is built from.
@@ -71,11 +99,7 @@ impl AdServerService {
             ),
             publisher: parts.publisher,
             store: parts.store,
-            fills: {
-                // The recorder first, so the handle counts into it.
-                admesh_common::metrics::prometheus_handle();
-                metrics::counter!("admesh_serve_total", "result" => "fill", "reason" => "")
-            },
+            serves: ServeCounters::register(),
         }
     }
 }
@@ -135,16 +159,6 @@ fn serve_input(request: &mut pb::ServeRequest) -> Result<ServeInput, Status> {
     })
 }
 
-fn no_fill(reason: pb::NoFillReason) -> Response<pb::ServeResponse> {
-    metrics::counter!("admesh_serve_total", "result" => "no_fill", "reason" => reason.as_str_name())
-        .increment(1);
-    Response::new(pb::ServeResponse {
-        filled: false,
-        no_fill_reason: reason as i32,
-        ..Default::default()
-    })
-}
-
 fn no_fill_reason(reason: i32) -> pb::NoFillReason {
     match NoBidReason::try_from(reason).unwrap_or(NoBidReason::Unspecified) {
         NoBidReason::NoMatch | NoBidReason::Unspecified => pb::NoFillReason::NoMatch,
@@ -161,6 +175,15 @@ enum BidFailure {
 }
 
 impl AdServerService {
+    fn no_fill(&self, reason: pb::NoFillReason) -> Response<pb::ServeResponse> {
+        self.serves.no_fill(reason);
+        Response::new(pb::ServeResponse {
+            filled: false,
+            no_fill_reason: reason as i32,
+            ..Default::default()
+        })
+    }
+
     /// Calls the bid-engine within `budget`, through the breaker.
     async fn call_bid_engine(
         &self,
@@ -228,15 +251,15 @@ impl AdServer for AdServerService {
         };
         let answer = match self.call_bid_engine(bid, budget).await {
             Ok(Some(answer)) => answer,
-            Ok(None) => return Ok(no_fill(pb::NoFillReason::CircuitOpen)),
-            Err(BidFailure::Timeout) => return Ok(no_fill(pb::NoFillReason::Timeout)),
+            Ok(None) => return Ok(self.no_fill(pb::NoFillReason::CircuitOpen)),
+            Err(BidFailure::Timeout) => return Ok(self.no_fill(pb::NoFillReason::Timeout)),
             Err(BidFailure::Upstream(status)) => {
                 tracing::warn!(code = ?status.code(), detail = status.message(), "bid-engine call failed");
-                return Ok(no_fill(pb::NoFillReason::UpstreamError));
+                return Ok(self.no_fill(pb::NoFillReason::UpstreamError));
             }
         };
         if !answer.filled {
-            return Ok(no_fill(no_fill_reason(answer.no_bid_reason)));
+            return Ok(self.no_fill(no_fill_reason(answer.no_bid_reason)));
         }
         let content = answer.ad_content.unwrap_or_default();
         let now = now_millis();
@@ -270,7 +293,7 @@ impl AdServer for AdServerService {
             device_type: input.device_type,
             impression_id: impression_id.clone(),
         });
-        self.fills.increment(1);
+        self.serves.fill.increment(1);
         Ok(Response::new(pb::ServeResponse {
             filled: true,
             no_fill_reason: pb::NoFillReason::Unspecified as i32,

@@ -44,8 +44,7 @@ struct BidCounters {
 
 impl BidCounters {
     fn register() -> Self {
-        // The recorder first, so the handles count into it.
-        admesh_common::metrics::prometheus_handle();
+        admesh_common::metrics::ensure_recorder();
         Self {
             won: metrics::counter!("admesh_bids_total", "result" => "won"),
             no_bid: metrics::counter!("admesh_bids_total", "result" => "no_bid"),

@@ -50,6 +50,12 @@ pub fn prometheus_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Installs the recorder if it is not yet: metric handles registered before
+/// it (services register theirs once, at start) would count into nothing.
+pub fn ensure_recorder() {
+    prometheus_handle();
+}
+
 /// `GET /metrics` in the Prometheus text format.
 pub fn metrics_router() -> axum::Router {
     let handle = prometheus_handle();

@@ -50,8 +50,11 @@ struct Args {
     #[arg(long, requires = "postgres_url")]
     redis_url: Option<String>,
     /// Drive only the serve path (for profiling it alone).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "echo_only")]
     serve_only: bool,
+    /// Drive only the echo (for profiling the stack's limit alone).
+    #[arg(long)]
+    echo_only: bool,
 }
 
 #[tokio::main]
@@ -101,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
                 [(1, mesh.ad_server), (0, echo.front)]
             };
             for (which, address) in order {
-                if args.serve_only && which == 0 {
+                if (args.serve_only && which == 0) || (args.echo_only && which == 1) {
                     continue;
                 }
                 let measurement =

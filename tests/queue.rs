@@ -1317,3 +1317,114 @@ async fn a_change_lost_between_redis_and_sql_is_recovered_from_the_outbox() {
         .expect("outbox payloads");
     assert_eq!(payloads, 0, "and their payloads with them");
 }
+
+/// Cluster profile: each write clears only the indexes the job can be in
+/// (a leased job is in `leases` alone). Through lease, progress, heartbeat,
+/// retry, completion and dead-lettering, every job ends up in exactly the
+/// index its state calls for, and the indexes hold nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_indexes_follow_every_state_change_exactly() {
+    let queue = Queue::cluster(&[("ADMESH_QUEUE__EMBEDDED_PROCESSORS", "0")]).await;
+    let prefix = queue
+        .env
+        .iter()
+        .find(|(key, _)| *key == "ADMESH_REDIS__QUEUE_PREFIX")
+        .map(|(_, value)| value.clone())
+        .expect("prefix");
+    let client = redis::Client::open(support::redis_url()).expect("redis");
+    let redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let members = |index: &str| {
+        let (mut redis, key) = (redis.clone(), format!("{prefix}:{index}"));
+        async move {
+            let mut ids: Vec<String> = redis::cmd("ZRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut redis)
+                .await
+                .expect("index");
+            ids.sort();
+            ids
+        }
+    };
+
+    let jobs = submit(
+        &queue,
+        (1..=5)
+            .map(|p| ad(&format!("job {p}"), "Strategy", p))
+            .collect(),
+    )
+    .await;
+    configure(
+        &queue,
+        pb::UpdateQueueConfigRequest {
+            worker_count: Some(3),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut processor = TestProcessor::connect(&queue, "indexes", 3).await;
+    let leases = processor.leases(3).await;
+    // Gone, so that no room freed below leases more (its leases stay held).
+    drop(processor);
+    let mut leased = ids(&leases);
+    leased.sort();
+    assert_eq!(members("leases").await, leased, "leased: in leases only");
+    let mut waiting: Vec<String> = jobs
+        .iter()
+        .map(|job| job.ad_id.clone())
+        .filter(|id| !leased.contains(id))
+        .collect();
+    waiting.sort();
+    assert_eq!(members("ready").await, waiting);
+    assert_eq!(members("deadline").await, waiting);
+
+    // Progress and heartbeats rewrite a leased job: it stays in leases.
+    let ack = queue
+        .client()
+        .report_progress(pb::ReportProgressRequest {
+            lease_id: leases[0].lease_id.clone(),
+            progress: 50,
+            message: "half".into(),
+        })
+        .await
+        .expect("progress")
+        .into_inner();
+    assert!(ack.accepted);
+    let lost = queue
+        .client()
+        .heartbeat(pb::HeartbeatRequest {
+            lease_ids: ids_of_leases(&leases),
+        })
+        .await
+        .expect("heartbeat")
+        .into_inner()
+        .lost_lease_ids;
+    assert!(lost.is_empty(), "{lost:?}");
+    assert_eq!(members("leases").await, leased);
+
+    // A retryable failure waits in `delayed`; a completion and a final
+    // failure leave every index.
+    assert!(complete(&queue, &leases[0].lease_id).await.accepted);
+    assert!(
+        fail(&queue, &leases[1].lease_id, "flaky", true)
+            .await
+            .accepted
+    );
+    assert!(
+        fail(&queue, &leases[2].lease_id, "broken", false)
+            .await
+            .accepted
+    );
+    assert_eq!(members("leases").await, Vec::<String>::new());
+    assert_eq!(members("delayed").await, [job_id(&leases[1])]);
+    assert_eq!(members("ready").await, waiting, "the rest still wait");
+    assert_eq!(members("deadline").await, waiting);
+}
+
+fn ids_of_leases(leases: &[pb::JobLease]) -> Vec<String> {
+    leases.iter().map(|lease| lease.lease_id.clone()).collect()
+}

@@ -91,17 +91,17 @@ return out
 
 /// ARGV: count, now, then per job: id, expected version ('0' = must be
 /// new), JSON ('' = delete), the ready, deadline, delayed and lease scores
-/// ('' = not in that index), the outbox entry (`id:version`), and the
-/// job's JSON for the outbox when it is leaving the hash (JSON '';
-/// otherwise the JSON above is used, not sent twice). Answers 1 (written)
-/// or 0 (changed meanwhile).
+/// ('' = not in that index), the outbox entry (`id:version`), the job's
+/// JSON for the outbox when it is leaving the hash (JSON ''; otherwise the
+/// JSON above is used, not sent twice), and the indexes the job may be in
+/// now (an [`Indexes`] mask). Answers 1 (written) or 0 (changed meanwhile).
 const CAS_SCRIPT: &str = r#"
 local jobs, ready, deadline, delayed, leases, outbox, outbox_jobs, leaving, versions = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local count = tonumber(ARGV[1])
 local now = ARGV[2]
 local results = {}
 for i = 0, count - 1 do
-  local base = 3 + i * 9
+  local base = 3 + i * 10
   local id, expected, json = ARGV[base], ARGV[base + 1], ARGV[base + 2]
   local ok
   if expected == '0' then
@@ -118,10 +118,11 @@ for i = 0, count - 1 do
   if ok then
     local entry = ARGV[base + 7]
     local version = string.match(entry, ':(%d+)$')
-    redis.call('ZREM', ready, id)
-    redis.call('ZREM', deadline, id)
-    redis.call('ZREM', delayed, id)
-    redis.call('ZREM', leases, id)
+    local held = tonumber(ARGV[base + 9])
+    if bit.band(held, 1) ~= 0 then redis.call('ZREM', ready, id) end
+    if bit.band(held, 2) ~= 0 then redis.call('ZREM', deadline, id) end
+    if bit.band(held, 4) ~= 0 then redis.call('ZREM', delayed, id) end
+    if bit.band(held, 8) ~= 0 then redis.call('ZREM', leases, id) end
     if json == '' then
       redis.call('HDEL', jobs, id)
       redis.call('HDEL', versions, id)
@@ -196,6 +197,41 @@ impl std::fmt::Debug for RedisQueue {
 struct Write {
     expected_version: i64,
     job: Job,
+    /// The indexes the job may be in as read, cleared before the write.
+    indexed_in: Indexes,
+}
+
+impl Write {
+    /// A write of a job whose indexes are not known: all are cleared.
+    fn new(expected_version: i64, job: Job) -> Self {
+        Self {
+            expected_version,
+            job,
+            indexed_in: Indexes::ALL,
+        }
+    }
+
+    /// A write of a job read as claimed or leased: it is in `leases` only
+    /// (claiming takes a job out of the others, without a new version).
+    fn of_leased(expected_version: i64, job: Job) -> Self {
+        Self {
+            expected_version,
+            job,
+            indexed_in: Indexes::LEASES,
+        }
+    }
+}
+
+/// Which of the sorted-set indexes (ready, deadline, delayed, leases) a
+/// job may be in, as the CAS script's bit mask: each `ZREM` of an index a
+/// job is not in is a wasted command in Redis's one thread, where every
+/// replica's scripts queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Indexes(u8);
+
+impl Indexes {
+    const ALL: Self = Self(0b1111);
+    const LEASES: Self = Self(0b1000);
 }
 
 fn score(value: i64) -> String {
@@ -291,7 +327,8 @@ impl RedisQueue {
                     .arg(delayed)
                     .arg(lease)
                     .arg(outbox_entry(job))
-                    .arg(leaving);
+                    .arg(leaving)
+                    .arg(write.indexed_in.0);
             }
             let results: Vec<i64> = invocation
                 .invoke_async(&mut self.redis.connection())
@@ -307,6 +344,7 @@ impl RedisQueue {
     async fn write_transitions(
         &self,
         changes: Vec<(i64, Transition)>,
+        indexed_in: Indexes,
         now: i64,
     ) -> StoreResult<Vec<Transition>> {
         let writes: Vec<Write> = changes
@@ -314,6 +352,7 @@ impl RedisQueue {
             .map(|(expected_version, (job, _))| Write {
                 expected_version: *expected_version,
                 job: job.clone(),
+                indexed_in,
             })
             .collect();
         let written = self.compare_and_set(&writes, now).await?;
@@ -463,10 +502,7 @@ impl RedisQueue {
             let now = now_millis();
             let expected_version = job.version;
             let (changed, events) = change(job, now);
-            let write = Write {
-                expected_version,
-                job: changed.clone(),
-            };
+            let write = Write::of_leased(expected_version, changed.clone());
             if self.compare_and_set(&[write], now).await?[0] {
                 self.mirror(vec![(changed.clone(), events)]).await?;
                 return Ok(Some(changed));
@@ -653,13 +689,7 @@ impl QueueStore for RedisQueue {
 
     async fn submit(&self, jobs: Vec<Job>, cause: &str) -> StoreResult<Vec<JobView>> {
         let now = now_millis();
-        let writes: Vec<Write> = jobs
-            .iter()
-            .map(|job| Write {
-                expected_version: 0,
-                job: job.clone(),
-            })
-            .collect();
+        let writes: Vec<Write> = jobs.iter().map(|job| Write::new(0, job.clone())).collect();
         let written = self.compare_and_set(&writes, now).await?;
         if written.iter().any(|ok| !ok) {
             return Err(StoreError::Unavailable(anyhow::anyhow!(
@@ -847,10 +877,7 @@ impl QueueStore for RedisQueue {
             }
             if !dry_run {
                 let transition = transitions::reprioritize(job.clone(), new_priority, cause, now);
-                writes.push(Write {
-                    expected_version: job.version,
-                    job: transition.0.clone(),
-                });
+                writes.push(Write::new(job.version, transition.0.clone()));
                 changed.push(transition);
             }
         }
@@ -876,10 +903,7 @@ impl QueueStore for RedisQueue {
                     let now = now_millis();
                     let expected_version = job.version;
                     let (cancelled, events) = transitions::cancel(job, cause, now);
-                    let write = Write {
-                        expected_version,
-                        job: cancelled.clone(),
-                    };
+                    let write = Write::new(expected_version, cancelled.clone());
                     if self.compare_and_set(&[write], now).await?[0] {
                         self.mirror(vec![(cancelled.clone(), events)]).await?;
                         return Ok(cancelled);
@@ -931,7 +955,7 @@ impl QueueStore for RedisQueue {
                 transitions::lease(job, processor_id, timeout, now),
             ));
         }
-        let landed = self.write_transitions(leased, now).await?;
+        let landed = self.write_transitions(leased, Indexes::LEASES, now).await?;
         let leases = landed
             .iter()
             .map(|(job, _)| Lease {
@@ -987,10 +1011,10 @@ impl QueueStore for RedisQueue {
                 });
             match job {
                 Some(job) => {
-                    writes.push(Write {
-                        expected_version: job.version,
-                        job: transitions::extend(job.clone(), timeout, now),
-                    });
+                    writes.push(Write::of_leased(
+                        job.version,
+                        transitions::extend(job.clone(), timeout, now),
+                    ));
                     held.push(lease.clone());
                 }
                 None => lost.push(lease.clone()),
@@ -1039,10 +1063,7 @@ impl QueueStore for RedisQueue {
             match job {
                 Some(job) => {
                     let transition = transitions::complete(job.clone(), analysis.clone(), now);
-                    writes.push(Write {
-                        expected_version: job.version,
-                        job: transition.0.clone(),
-                    });
+                    writes.push(Write::of_leased(job.version, transition.0.clone()));
                     transitions_done.push(transition);
                     slots.push(Some(writes.len() - 1));
                 }
@@ -1156,7 +1177,7 @@ impl QueueStore for RedisQueue {
             };
             changed.push((expected_version, transition));
         }
-        let landed = self.write_transitions(changed, now).await?;
+        let landed = self.write_transitions(changed, Indexes::ALL, now).await?;
         self.mirror(landed).await?;
         Ok(expired)
     }
@@ -1176,7 +1197,7 @@ impl QueueStore for RedisQueue {
             .filter(|job| job.status == JobStatus::Dead)
             .map(|job| (0, transitions::requeue_dead(job, cause, now)))
             .collect();
-        let landed = self.write_transitions(changed, now).await?;
+        let landed = self.write_transitions(changed, Indexes::ALL, now).await?;
         let requeued = landed.len() as u64;
         self.mirror(landed).await?;
         Ok(requeued)

@@ -52,6 +52,9 @@ struct State {
     jobs: HashMap<String, Job>,
     /// Dispatchable queued jobs by priority (high first), arrival, id.
     by_priority: BTreeSet<(Reverse<u8>, i64, String)>,
+    /// How many of them there are of each priority (index 1–5), so a new
+    /// job's place is counted instead of found by walking the queue.
+    dispatchable: [usize; 6],
     /// The same jobs by starvation deadline, arrival, id.
     by_deadline: BTreeSet<(i64, i64, String)>,
     /// Queued jobs waiting out a retry backoff, by due time.
@@ -67,15 +70,7 @@ impl State {
                 Some(due) if due > now => {
                     self.delayed.insert((due, job.id.clone()));
                 }
-                _ => {
-                    self.by_priority
-                        .insert((Reverse(job.priority), job.queued_at, job.id.clone()));
-                    self.by_deadline.insert((
-                        deadline(&job.queued_view()),
-                        job.queued_at,
-                        job.id.clone(),
-                    ));
-                }
+                _ => self.make_dispatchable(job),
             },
             JobStatus::Processing => {
                 if let Some(expires_at) = job.lease_expires_at {
@@ -86,10 +81,25 @@ impl State {
         }
     }
 
+    fn make_dispatchable(&mut self, job: &Job) {
+        if self
+            .by_priority
+            .insert((Reverse(job.priority), job.queued_at, job.id.clone()))
+        {
+            self.dispatchable[usize::from(job.priority)] += 1;
+        }
+        self.by_deadline
+            .insert((deadline(&job.queued_view()), job.queued_at, job.id.clone()));
+    }
+
     fn unindex(&mut self, job: &Job) {
         let id = job.id.clone();
-        self.by_priority
-            .remove(&(Reverse(job.priority), job.queued_at, id.clone()));
+        if self
+            .by_priority
+            .remove(&(Reverse(job.priority), job.queued_at, id.clone()))
+        {
+            self.dispatchable[usize::from(job.priority)] -= 1;
+        }
         self.by_deadline
             .remove(&(deadline(&job.queued_view()), job.queued_at, id.clone()));
         if let Some(due) = job.not_before {
@@ -120,10 +130,7 @@ impl State {
             self.delayed.remove(&(due, id.clone()));
             if let Some(job) = self.jobs.get(&id) {
                 let job = job.clone();
-                self.by_priority
-                    .insert((Reverse(job.priority), job.queued_at, job.id.clone()));
-                self.by_deadline
-                    .insert((deadline(&job.queued_view()), job.queued_at, job.id));
+                self.make_dispatchable(&job);
             }
         }
     }
@@ -171,10 +178,50 @@ impl State {
             .map(|index| index as u64 + 1)
     }
 
+    /// Where `job` waits now (1 = next), counted rather than found in the
+    /// whole order: the starved jobs, then the dispatchable jobs ahead of
+    /// it by priority and arrival that are not starved. Exact for a job
+    /// that is dispatchable and not starved (a new one); others are found
+    /// in the order. `None` once it no longer waits.
+    fn counted_position(&self, job: &Job, now: i64) -> Option<u64> {
+        let key = (Reverse(job.priority), job.queued_at, job.id.clone());
+        let anti_starvation = self.settings.anti_starvation;
+        if !self.by_priority.contains(&key)
+            || (anti_starvation && is_starved(&job.queued_view(), now))
+        {
+            return self.position(&job.id, now);
+        }
+        let priority = usize::from(job.priority);
+        let higher: usize = self.dispatchable[priority + 1..].iter().sum();
+        // Jobs of its priority from it on: few for a new job, which
+        // arrived last.
+        let same_from_it = self
+            .by_priority
+            .range(&key..)
+            .take_while(|(Reverse(other), _, _)| *other == job.priority)
+            .count();
+        let ahead = higher + self.dispatchable[priority] - same_from_it;
+        let (starved, starved_ahead) = if anti_starvation {
+            self.by_deadline
+                .iter()
+                .take_while(|(due, _, _)| now > *due)
+                .fold((0, 0), |(all, ahead), (_, _, id)| {
+                    let is_ahead = self.jobs.get(id).is_some_and(|other| {
+                        (Reverse(other.priority), other.queued_at, &other.id)
+                            < (Reverse(job.priority), job.queued_at, &job.id)
+                    });
+                    (all + 1, ahead + usize::from(is_ahead))
+                })
+        } else {
+            (0, 0)
+        };
+        Some((starved + ahead - starved_ahead + 1) as u64)
+    }
+
     fn view(&self, job: &Job, now: i64) -> JobView {
         JobView {
             position: if job.status == JobStatus::Queued {
-                self.position(&job.id, now)
+                self.counted_position(job, now)
             } else {
                 None
             },
@@ -298,16 +345,14 @@ impl QueueStore for EmbeddedQueue {
         pending.committed().await?;
         let now = now_millis();
         let state = self.state.lock();
-        let order = state.ordered_ids(now);
-        let positions: HashMap<&str, u64> = order
-            .iter()
-            .enumerate()
-            .map(|(index, id)| (id.as_str(), index as u64 + 1))
-            .collect();
         Ok(submitted
             .into_iter()
             .map(|job| JobView {
-                position: positions.get(job.id.as_str()).copied(),
+                position: state
+                    .jobs
+                    .get(&job.id)
+                    .filter(|current| current.status == JobStatus::Queued)
+                    .and_then(|current| state.counted_position(current, now)),
                 job,
             })
             .collect())
@@ -595,5 +640,59 @@ impl QueueStore for EmbeddedQueue {
 
     async fn flush(&self) {
         let _ = self.writer.barrier().committed().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::job::NewAd;
+
+    fn queued(n: usize, priority: u8, queued_at: i64, max_wait_secs: u32) -> Job {
+        let ad = NewAd {
+            title: "t".into(),
+            description: String::new(),
+            game_family: "f".into(),
+            target_audience: vec![],
+            visual_elements: vec![],
+            call_to_action: String::new(),
+            duration: 0,
+            priority,
+            max_wait_secs,
+        };
+        Job::new(ad, format!("job-{n:03}"), queued_at)
+    }
+
+    proptest! {
+        /// Counting a job's place agrees with walking the whole order, for
+        /// dispatchable, starved and delayed jobs, with anti-starvation on
+        /// and off, ties in arrival included.
+        #[test]
+        fn counted_positions_match_the_walked_order(
+            jobs in prop::collection::vec(
+                (1u8..=5, 0i64..40, 0u32..30, prop::option::of(0i64..60_000)),
+                1..60,
+            ),
+            anti_starvation: bool,
+            now in 0i64..60_000,
+        ) {
+            let mut state = State::default();
+            state.settings.anti_starvation = anti_starvation;
+            for (n, (priority, arrival, max_wait_secs, not_before)) in jobs.into_iter().enumerate() {
+                // Arrivals 0–39 s apart by the second: many ties.
+                let mut job = queued(n, priority, arrival * 1_000, max_wait_secs);
+                job.not_before = not_before;
+                state.put(job, now);
+            }
+            for job in state.jobs.values() {
+                prop_assert_eq!(
+                    state.counted_position(job, now),
+                    state.position(&job.id, now),
+                    "{}", job.id
+                );
+            }
+        }
     }
 }

@@ -14,6 +14,33 @@ use sqlx::{
     },
 };
 
+/// How often the WAL is copied back into a SQLite database, beside the
+/// writers (a passive checkpoint neither waits for nor blocks them).
+const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Checkpoints `pool`'s WAL every [`WAL_CHECKPOINT_EVERY`] on one of its
+/// connections, for as long as the pool is open (when there is a runtime
+/// to run on).
+fn checkpoint_wal_behind(pool: SqlitePool) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        loop {
+            tokio::time::sleep(WAL_CHECKPOINT_EVERY).await;
+            if pool.is_closed() {
+                return;
+            }
+            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::debug!(error = %error, "WAL checkpoint failed; retried shortly");
+            }
+        }
+    });
+}
+
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -42,10 +69,11 @@ impl Database {
                 // every commit once tables outgrow it.
                 .pragma("cache_size", "-65536")
                 .pragma("mmap_size", "268435456")
-                // Checkpoint every ~40 MiB of WAL rather than 4: a page
-                // rewritten many times between checkpoints is copied back
-                // into the database once.
-                .pragma("wal_autocheckpoint", "10000")
+                // Checkpoints run beside the writers (`checkpoint_wal_behind`);
+                // a commit checkpoints itself only past ~400 MiB of WAL (if
+                // those fall behind), not every ~4 MiB: checkpointing on a
+                // commit stalled the committing writer for tens of ms.
+                .pragma("wal_autocheckpoint", "100000")
                 // Statement journals of large multi-row writes spill to a
                 // temporary file past 64 KiB: one file created and deleted
                 // per queue commit. Kept in memory instead.
@@ -59,6 +87,9 @@ impl Database {
                 .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_lazy_with(options);
+            if !url.contains(":memory:") && !url.contains("mode=memory") {
+                checkpoint_wal_behind(pool.clone());
+            }
             Ok(Self::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()

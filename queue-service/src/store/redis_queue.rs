@@ -93,8 +93,8 @@ return out
 /// new), JSON ('' = delete), the ready, deadline, delayed and lease scores
 /// ('' = not in that index), the outbox entry (`id:version`), the job's
 /// JSON for the outbox when it is leaving the hash (JSON ''; otherwise the
-/// JSON above is used, not sent twice), and the indexes the job may be in
-/// now (an [`Indexes`] mask). Answers 1 (written) or 0 (changed meanwhile).
+/// JSON above is used, not sent twice), and where the job may be now (an
+/// [`Indexes`] mask). Answers 1 (written) or 0 (changed meanwhile).
 const CAS_SCRIPT: &str = r#"
 local jobs, ready, deadline, delayed, leases, outbox, outbox_jobs, leaving, versions = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local count = tonumber(ARGV[1])
@@ -129,8 +129,10 @@ for i = 0, count - 1 do
       redis.call('HSET', leaving, id, ARGV[base + 8])
       redis.call('HSET', versions, 'left:' .. id, version)
     else
-      redis.call('HDEL', leaving, id)
-      redis.call('HDEL', versions, 'left:' .. id)
+      if bit.band(held, 16) ~= 0 then
+        redis.call('HDEL', leaving, id)
+        redis.call('HDEL', versions, 'left:' .. id)
+      end
       redis.call('HSET', jobs, id, json)
       redis.call('HSET', versions, id, version)
       if ARGV[base + 3] ~= '' then redis.call('ZADD', ready, ARGV[base + 3], id) end
@@ -222,16 +224,18 @@ impl Write {
     }
 }
 
-/// Which of the sorted-set indexes (ready, deadline, delayed, leases) a
-/// job may be in, as the CAS script's bit mask: each `ZREM` of an index a
-/// job is not in is a wasted command in Redis's one thread, where every
-/// replica's scripts queue.
+/// Where a job may be as read, as the CAS script's bit mask: the sorted-set
+/// indexes (ready, deadline, delayed, leases) and `leaving` (a finished
+/// job, until SQL has it). Each removal from a place a job is not in is
+/// wasted work in Redis's one thread, where every replica's scripts queue:
+/// about a microsecond per element, whatever the command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Indexes(u8);
 
 impl Indexes {
-    const ALL: Self = Self(0b1111);
-    const LEASES: Self = Self(0b1000);
+    const ALL: Self = Self(0b1_1111);
+    /// Claimed or leased: in `leases` alone (active, so not leaving).
+    const LEASES: Self = Self(0b0_1000);
 }
 
 fn score(value: i64) -> String {

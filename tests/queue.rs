@@ -1203,9 +1203,10 @@ async fn killing_admesh_up_mid_processing_loses_no_job_and_does_none_twice() {
     assert_eq!((jobs, twice), (JOBS as i64, 0));
 }
 
-/// Cluster profile: a replica that wrote a change to Redis and died before
-/// its SQL mirror committed leaves the change in the outbox; another
-/// replica's sweep writes it to SQL with its audit event.
+/// Cluster profile: a replica that wrote changes to Redis and died before
+/// its SQL mirror committed leaves them in the outbox (one entry per script
+/// call, a job per line); another replica's sweep writes them to SQL with
+/// their audit events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_lost_between_redis_and_sql_is_recovered_from_the_outbox() {
     let queue = Queue::cluster(&[("ADMESH_QUEUE__EMBEDDED_PROCESSORS", "0")]).await;
@@ -1221,6 +1222,12 @@ async fn a_change_lost_between_redis_and_sql_is_recovered_from_the_outbox() {
         .await
         .expect("submit")
         .into_inner();
+    let other = queue
+        .client()
+        .submit_ad(ad("Lost completion too", "Recovery", 3))
+        .await
+        .expect("submit")
+        .into_inner();
 
     // What a replica killed mid-write leaves: the job completed in Redis
     // (gone from the active hash and indexes) and in the outbox, written
@@ -1230,17 +1237,22 @@ async fn a_change_lost_between_redis_and_sql_is_recovered_from_the_outbox() {
         .get_multiplexed_async_connection()
         .await
         .expect("redis connection");
-    let raw: String = redis::cmd("HGET")
-        .arg(format!("{prefix}:jobs"))
-        .arg(&job.ad_id)
-        .query_async(&mut redis)
-        .await
-        .expect("job in Redis");
-    let mut lost: serde_json::Value = serde_json::from_str(&raw).expect("job JSON");
-    lost["status"] = "completed".into();
-    lost["version"] = (lost["version"].as_i64().expect("version") + 2).into();
+    let mut lost_jobs = Vec::new();
+    for id in [&job.ad_id, &other.ad_id] {
+        let raw: String = redis::cmd("HGET")
+            .arg(format!("{prefix}:jobs"))
+            .arg(id)
+            .query_async(&mut redis)
+            .await
+            .expect("job in Redis");
+        let mut lost: serde_json::Value = serde_json::from_str(&raw).expect("job JSON");
+        lost["status"] = "completed".into();
+        lost["version"] = (lost["version"].as_i64().expect("version") + 2).into();
+        lost_jobs.push(lost);
+    }
     let now = admesh_common::time::now_millis();
-    let entry = format!("{}:{}", job.ad_id, lost["version"]);
+    let entry = format!("{}:{}", job.ad_id, lost_jobs[0]["version"]);
+    let lines: Vec<String> = lost_jobs.iter().map(|lost| lost.to_string()).collect();
     let _: () = redis::pipe()
         .atomic()
         .cmd("HDEL")
@@ -1263,7 +1275,19 @@ async fn a_change_lost_between_redis_and_sql_is_recovered_from_the_outbox() {
         .cmd("HSET")
         .arg(format!("{prefix}:outbox_jobs"))
         .arg(&entry)
-        .arg(lost.to_string())
+        .arg(lines.join("\n"))
+        .ignore()
+        .cmd("HDEL")
+        .arg(format!("{prefix}:jobs"))
+        .arg(&other.ad_id)
+        .ignore()
+        .cmd("ZREM")
+        .arg(format!("{prefix}:ready"))
+        .arg(&other.ad_id)
+        .ignore()
+        .cmd("ZREM")
+        .arg(format!("{prefix}:deadline"))
+        .arg(&other.ad_id)
         .ignore()
         .query_async(&mut redis)
         .await
@@ -1296,14 +1320,20 @@ async fn a_change_lost_between_redis_and_sql_is_recovered_from_the_outbox() {
         .find(|e| e.kind == "completed")
         .expect("event");
     assert_eq!(recovered.cause, "recovery");
-    let now_stored = client
-        .get_ad(pb::GetAdRequest {
-            ad_id: job.ad_id.clone(),
-        })
-        .await
-        .expect("get")
-        .into_inner();
-    assert_eq!(now_stored.status, pb::JobStatus::Completed as i32);
+    // The entry's other job came back in the same sweep.
+    let other_events = event_kinds(&queue, &other.ad_id).await;
+    assert!(
+        other_events.iter().any(|kind| kind == "completed"),
+        "{other_events:?}"
+    );
+    for id in [&job.ad_id, &other.ad_id] {
+        let now_stored = client
+            .get_ad(pb::GetAdRequest { ad_id: id.clone() })
+            .await
+            .expect("get")
+            .into_inner();
+        assert_eq!(now_stored.status, pb::JobStatus::Completed as i32);
+    }
     let left: i64 = redis::cmd("ZCARD")
         .arg(format!("{prefix}:outbox"))
         .query_async(&mut redis)
@@ -1423,6 +1453,25 @@ async fn the_redis_indexes_follow_every_state_change_exactly() {
     assert_eq!(members("delayed").await, [job_id(&leases[1])]);
     assert_eq!(members("ready").await, waiting, "the rest still wait");
     assert_eq!(members("deadline").await, waiting);
+
+    // Every write above was mirrored to SQL, so the outbox empties.
+    let redis_for_outbox = redis.clone();
+    support::eventually("the outbox drains", Duration::from_secs(10), || {
+        let mut redis = redis_for_outbox.clone();
+        let prefix = prefix.clone();
+        async move {
+            let (entries, payloads): (i64, i64) = redis::pipe()
+                .cmd("ZCARD")
+                .arg(format!("{prefix}:outbox"))
+                .cmd("HLEN")
+                .arg(format!("{prefix}:outbox_jobs"))
+                .query_async(&mut redis)
+                .await
+                .ok()?;
+            (entries == 0 && payloads == 0).then_some(())
+        }
+    })
+    .await;
 }
 
 fn ids_of_leases(leases: &[pb::JobLease]) -> Vec<String> {

@@ -18,10 +18,11 @@
 //! the two leaves claimed jobs in `leases` with a short provisional expiry;
 //! the expiry sweep of any replica puts them back.
 //!
-//! Every write also lands in the outbox, in the same script:
-//! `{prefix}:outbox` (`id:version` by write time) and `{prefix}:outbox_jobs`
-//! (`id:version` → the written job's JSON); it leaves once the SQL mirror
-//! has committed it. A replica killed between the two (Redis written, SQL not
+//! Every script call's writes also land in the outbox, as one entry:
+//! `{prefix}:outbox` (the entry's key, by write time) and
+//! `{prefix}:outbox_jobs` (key → the written jobs' JSON, one per line; the
+//! key is the first job's `id:version`, unique since a version is written
+//! once); it leaves once the SQL mirror has committed it. A replica killed between the two (Redis written, SQL not
 //! yet) leaves the entry behind; the sweep of any replica mirrors entries
 //! older than [`RECOVER_AFTER_MS`], so SQL never misses a state, and records
 //! the audit event of a status change it recovers.
@@ -94,12 +95,15 @@ return out
 /// ('' = not in that index), the outbox entry (`id:version`), the job's
 /// JSON for the outbox when it is leaving the hash (JSON ''; otherwise the
 /// JSON above is used, not sent twice), and where the job may be now (an
-/// [`Indexes`] mask). Answers 1 (written) or 0 (changed meanwhile).
+/// [`Indexes`] mask). Answers each job's 1 (written) or 0 (changed
+/// meanwhile), and the key of the outbox entry holding the written ones
+/// ('' when none was).
 const CAS_SCRIPT: &str = r#"
 local jobs, ready, deadline, delayed, leases, outbox, outbox_jobs, leaving, versions = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local count = tonumber(ARGV[1])
 local now = ARGV[2]
 local results = {}
+local written, key = {}, nil
 for i = 0, count - 1 do
   local base = 3 + i * 10
   local id, expected, json = ARGV[base], ARGV[base + 1], ARGV[base + 2]
@@ -142,24 +146,35 @@ for i = 0, count - 1 do
     end
     local payload = json
     if payload == '' then payload = ARGV[base + 8] end
-    redis.call('HSET', outbox_jobs, entry, payload)
-    redis.call('ZADD', outbox, now, entry)
+    written[#written + 1] = payload
+    key = key or entry
     results[#results + 1] = 1
   else
     results[#results + 1] = 0
   end
 end
-return results
+if key then
+  -- One entry per call: per job it cost four commands (two here, two to
+  -- clear), a sixth of Redis's time per processed job.
+  redis.call('HSET', outbox_jobs, key, table.concat(written, '\n'))
+  redis.call('ZADD', outbox, now, key)
+end
+return {results, key or ''}
 "#;
 
-/// After the SQL mirror committed them: drops outbox entries (ARGV:
-/// `id:version`) and, for a job that left the active hash, its copy in
-/// `leaving` unless a newer version is there.
+/// After the SQL mirror committed them: drops outbox entries (ARGV[1]: how
+/// many keys follow) and, for each job that left the active hash (the rest
+/// of ARGV: `id:version`), its copy in `leaving` unless a newer version is
+/// there.
 const CLEAR_SCRIPT: &str = r#"
 local outbox, outbox_jobs, leaving, versions = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-for _, entry in ipairs(ARGV) do
-  redis.call('ZREM', outbox, entry)
-  redis.call('HDEL', outbox_jobs, entry)
+local keys = tonumber(ARGV[1])
+for i = 2, keys + 1 do
+  redis.call('ZREM', outbox, ARGV[i])
+  redis.call('HDEL', outbox_jobs, ARGV[i])
+end
+for i = keys + 2, #ARGV do
+  local entry = ARGV[i]
   local id, version = string.match(entry, '^(.*):(%d+)$')
   if id then
     local left = tonumber(redis.call('HGET', versions, 'left:' .. id))
@@ -193,6 +208,17 @@ impl std::fmt::Debug for RedisQueue {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter.debug_struct("RedisQueue").finish_non_exhaustive()
     }
+}
+
+/// The keys of the outbox entries a write made (one per script call).
+type Outbox = Vec<String>;
+
+/// What [`RedisQueue::compare_and_set`] wrote: per job, whether it was
+/// written; and the outbox entries holding those that were.
+#[derive(Debug, Default)]
+struct Written {
+    ok: Vec<bool>,
+    outbox: Outbox,
 }
 
 /// A job written back: its version as read (0 = new) and its new state.
@@ -304,9 +330,9 @@ impl RedisQueue {
     }
 
     /// Writes each job if its version is still the one read; answers which
-    /// were written.
-    async fn compare_and_set(&self, writes: &[Write], now: i64) -> StoreResult<Vec<bool>> {
-        let mut written = Vec::with_capacity(writes.len());
+    /// were written, and the outbox entries that hold them.
+    async fn compare_and_set(&self, writes: &[Write], now: i64) -> StoreResult<Written> {
+        let mut written = Written::default();
         for chunk in writes.chunks(500) {
             let mut invocation = self.cas.prepare_invoke();
             for key in &self.keys {
@@ -334,11 +360,16 @@ impl RedisQueue {
                     .arg(leaving)
                     .arg(write.indexed_in.0);
             }
-            let results: Vec<i64> = invocation
+            let (results, outbox): (Vec<i64>, String) = invocation
                 .invoke_async(&mut self.redis.connection())
                 .await
                 .context("writing jobs to Redis")?;
-            written.extend(results.into_iter().map(|result| result == 1));
+            written
+                .ok
+                .extend(results.into_iter().map(|result| result == 1));
+            if !outbox.is_empty() {
+                written.outbox.push(outbox);
+            }
         }
         Ok(written)
     }
@@ -350,7 +381,7 @@ impl RedisQueue {
         changes: Vec<(i64, Transition)>,
         indexed_in: Indexes,
         now: i64,
-    ) -> StoreResult<Vec<Transition>> {
+    ) -> StoreResult<(Vec<Transition>, Outbox)> {
         let writes: Vec<Write> = changes
             .iter()
             .map(|(expected_version, (job, _))| Write {
@@ -360,24 +391,25 @@ impl RedisQueue {
             })
             .collect();
         let written = self.compare_and_set(&writes, now).await?;
-        Ok(changes
+        let landed = changes
             .into_iter()
-            .zip(written)
+            .zip(written.ok)
             .filter_map(|((_, transition), ok)| ok.then_some(transition))
-            .collect())
+            .collect();
+        Ok((landed, written.outbox))
     }
 
     /// Applies the transitions that were written to the SQL mirror and the
     /// audit trail (awaited).
-    async fn mirror(&self, transitions: Vec<Transition>) -> StoreResult<()> {
-        self.mirror_then_clear(transitions).await
+    async fn mirror(&self, transitions: Vec<Transition>, outbox: Outbox) -> StoreResult<()> {
+        self.mirror_then_clear(transitions, outbox).await
     }
 
     /// Queues the transitions for the SQL mirror without waiting: Redis
     /// (and its outbox) already hold them durably. On failure the outbox
     /// entries stay and the sweep mirrors them later.
-    fn mirror_behind(&self, transitions: Vec<Transition>) {
-        let mirrored = self.mirror_then_clear(transitions);
+    fn mirror_behind(&self, transitions: Vec<Transition>, outbox: Outbox) {
+        let mirrored = self.mirror_then_clear(transitions, outbox);
         tokio::spawn(async move {
             if let Err(error) = mirrored.await {
                 tracing::warn!(error = %error, "mirroring behind failed; the sweep will");
@@ -391,11 +423,9 @@ impl RedisQueue {
     fn mirror_then_clear(
         &self,
         transitions: Vec<Transition>,
+        outbox: Outbox,
     ) -> impl std::future::Future<Output = StoreResult<()>> + Send + 'static {
-        let entries: Vec<String> = transitions
-            .iter()
-            .map(|(job, _)| outbox_entry(job))
-            .collect();
+        let left = left_entries(transitions.iter().map(|(job, _)| job));
         let pending = (!transitions.is_empty()).then(|| self.writer.enqueue(batch_of(transitions)));
         let (redis, clear, keys) = (self.redis.clone(), self.clear.clone(), self.keys.clone());
         async move {
@@ -403,12 +433,12 @@ impl RedisQueue {
                 return Ok(());
             };
             pending.committed().await?;
-            clear_outbox(&redis, &clear, &keys, &entries).await
+            clear_outbox(&redis, &clear, &keys, &outbox, &left).await
         }
     }
 
-    async fn clear_outbox(&self, entries: &[String]) -> StoreResult<()> {
-        clear_outbox(&self.redis, &self.clear, &self.keys, entries).await
+    async fn clear_outbox(&self, outbox: &[String], left: &[String]) -> StoreResult<()> {
+        clear_outbox(&self.redis, &self.clear, &self.keys, outbox, left).await
     }
 
     fn outbox_key(&self) -> &str {
@@ -440,10 +470,20 @@ impl RedisQueue {
             .await
             .context("reading the outbox")?;
         let mut latest: HashMap<String, Job> = HashMap::new();
-        for payload in payloads.iter().flatten() {
-            let Ok(job) = serde_json::from_str::<Job>(payload) else {
+        let mut left = Vec::new();
+        // An entry holds one job's JSON per line (one line: written before
+        // entries were per call).
+        for line in payloads
+            .iter()
+            .flatten()
+            .flat_map(|payload| payload.lines())
+        {
+            let Ok(job) = serde_json::from_str::<Job>(line) else {
                 continue;
             };
+            if !job.status.is_active() {
+                left.push(outbox_entry(&job));
+            }
             if latest
                 .get(&job.id)
                 .is_none_or(|seen| seen.version < job.version)
@@ -481,7 +521,7 @@ impl RedisQueue {
         if !recovered.is_empty() {
             self.writer.enqueue(batch_of(recovered)).committed().await?;
         }
-        self.clear_outbox(&stale).await?;
+        self.clear_outbox(&stale, &left).await?;
         Ok(count)
     }
 
@@ -507,8 +547,10 @@ impl RedisQueue {
             let expected_version = job.version;
             let (changed, events) = change(job, now);
             let write = Write::of_leased(expected_version, changed.clone());
-            if self.compare_and_set(&[write], now).await?[0] {
-                self.mirror(vec![(changed.clone(), events)]).await?;
+            let written = self.compare_and_set(&[write], now).await?;
+            if written.ok[0] {
+                self.mirror(vec![(changed.clone(), events)], written.outbox)
+                    .await?;
                 return Ok(Some(changed));
             }
         }
@@ -605,18 +647,28 @@ impl RedisQueue {
     }
 }
 
+/// Drops the outbox entries `outbox` and the `leaving` copies of the jobs
+/// `left` (`id:version`) names, once SQL has them.
 async fn clear_outbox(
     redis: &Redis,
     clear: &redis::Script,
     keys: &[String],
-    entries: &[String],
+    outbox: &[String],
+    left: &[String],
 ) -> StoreResult<()> {
-    for chunk in entries.chunks(500) {
+    let mut outbox = outbox.chunks(500);
+    let mut left = left.chunks(500);
+    loop {
+        let (entries, jobs) = (outbox.next().unwrap_or(&[]), left.next().unwrap_or(&[]));
+        if entries.is_empty() && jobs.is_empty() {
+            return Ok(());
+        }
         let mut invocation = clear.prepare_invoke();
         for key in keys {
             invocation.key(key);
         }
-        for entry in chunk {
+        invocation.arg(entries.len());
+        for entry in entries.iter().chain(jobs) {
             invocation.arg(entry);
         }
         let _: i64 = invocation
@@ -624,7 +676,14 @@ async fn clear_outbox(
             .await
             .context("clearing the outbox")?;
     }
-    Ok(())
+}
+
+/// The outbox entries (`id:version`) of the jobs among `jobs` that left the
+/// active hash: their copies in `leaving` go once SQL has them.
+fn left_entries<'a>(jobs: impl Iterator<Item = &'a Job>) -> Vec<String> {
+    jobs.filter(|job| !job.status.is_active())
+        .map(outbox_entry)
+        .collect()
 }
 
 fn batch_of(transitions: Vec<Transition>) -> WriteBatch {
@@ -695,7 +754,7 @@ impl QueueStore for RedisQueue {
         let now = now_millis();
         let writes: Vec<Write> = jobs.iter().map(|job| Write::new(0, job.clone())).collect();
         let written = self.compare_and_set(&writes, now).await?;
-        if written.iter().any(|ok| !ok) {
+        if written.ok.iter().any(|ok| !ok) {
             return Err(StoreError::Unavailable(anyhow::anyhow!(
                 "a new job id was already taken"
             )));
@@ -704,7 +763,7 @@ impl QueueStore for RedisQueue {
             .iter()
             .map(|job| (job.clone(), vec![transitions::submitted(job, cause, now)]))
             .collect();
-        self.mirror(transitions).await?;
+        self.mirror(transitions, written.outbox).await?;
         let positions = self.positions_of_new(&jobs, now_millis()).await?;
         Ok(jobs
             .into_iter()
@@ -889,13 +948,13 @@ impl QueueStore for RedisQueue {
             let written = self.compare_and_set(&writes, now).await?;
             let landed: Vec<Transition> = changed
                 .into_iter()
-                .zip(written)
+                .zip(written.ok)
                 .filter_map(|(transition, ok)| ok.then_some(transition))
                 .collect();
             // A job leased meanwhile kept its priority; it is not counted.
             let lost = writes.len() - landed.len();
             outcome.changed -= lost as u64;
-            self.mirror(landed).await?;
+            self.mirror(landed, written.outbox).await?;
         }
         Ok(outcome)
     }
@@ -908,8 +967,10 @@ impl QueueStore for RedisQueue {
                     let expected_version = job.version;
                     let (cancelled, events) = transitions::cancel(job, cause, now);
                     let write = Write::new(expected_version, cancelled.clone());
-                    if self.compare_and_set(&[write], now).await?[0] {
-                        self.mirror(vec![(cancelled.clone(), events)]).await?;
+                    let written = self.compare_and_set(&[write], now).await?;
+                    if written.ok[0] {
+                        self.mirror(vec![(cancelled.clone(), events)], written.outbox)
+                            .await?;
                         return Ok(cancelled);
                     }
                     continue;
@@ -959,7 +1020,7 @@ impl QueueStore for RedisQueue {
                 transitions::lease(job, processor_id, timeout, now),
             ));
         }
-        let landed = self.write_transitions(leased, Indexes::LEASES, now).await?;
+        let (landed, outbox) = self.write_transitions(leased, Indexes::LEASES, now).await?;
         let leases = landed
             .iter()
             .map(|(job, _)| Lease {
@@ -970,7 +1031,7 @@ impl QueueStore for RedisQueue {
             .collect();
         // Written behind to PostgreSQL (Redis holds the lease): merged with
         // the completion that usually follows.
-        self.mirror_behind(landed);
+        self.mirror_behind(landed, outbox);
         Ok(leases)
     }
 
@@ -1026,7 +1087,7 @@ impl QueueStore for RedisQueue {
         }
         let written = self.compare_and_set(&writes, now).await?;
         let mut mirrored = Vec::new();
-        for ((write, lease), ok) in writes.into_iter().zip(held).zip(written) {
+        for ((write, lease), ok) in writes.into_iter().zip(held).zip(written.ok) {
             if ok {
                 mirrored.push((write.job, Vec::new()));
             } else if self
@@ -1039,7 +1100,7 @@ impl QueueStore for RedisQueue {
                 lost.push(lease);
             }
         }
-        self.mirror(mirrored).await?;
+        self.mirror(mirrored, written.outbox).await?;
         Ok(lost)
     }
 
@@ -1077,14 +1138,14 @@ impl QueueStore for RedisQueue {
         let written = self.compare_and_set(&writes, now).await?;
         let mut landed = Vec::new();
         let mut accepted = vec![false; writes.len()];
-        for (index, (transition, ok)) in transitions_done.into_iter().zip(&written).enumerate() {
+        for (index, (transition, ok)) in transitions_done.into_iter().zip(&written.ok).enumerate() {
             if *ok {
                 accepted[index] = true;
                 landed.push(transition);
             }
         }
         applied();
-        self.mirror(landed).await?;
+        self.mirror(landed, written.outbox).await?;
         let mut answers = Vec::with_capacity(completions.len());
         for ((lease, _), slot) in completions.iter().zip(slots) {
             let answer = match slot {
@@ -1181,8 +1242,8 @@ impl QueueStore for RedisQueue {
             };
             changed.push((expected_version, transition));
         }
-        let landed = self.write_transitions(changed, Indexes::ALL, now).await?;
-        self.mirror(landed).await?;
+        let (landed, outbox) = self.write_transitions(changed, Indexes::ALL, now).await?;
+        self.mirror(landed, outbox).await?;
         Ok(expired)
     }
 
@@ -1201,9 +1262,9 @@ impl QueueStore for RedisQueue {
             .filter(|job| job.status == JobStatus::Dead)
             .map(|job| (0, transitions::requeue_dead(job, cause, now)))
             .collect();
-        let landed = self.write_transitions(changed, Indexes::ALL, now).await?;
+        let (landed, outbox) = self.write_transitions(changed, Indexes::ALL, now).await?;
         let requeued = landed.len() as u64;
-        self.mirror(landed).await?;
+        self.mirror(landed, outbox).await?;
         Ok(requeued)
     }
 

@@ -85,6 +85,15 @@ impl Queue {
         QueueServiceClient::new(channel(self.address))
     }
 
+    /// The Redis key prefix of a cluster queue.
+    fn redis_prefix(&self) -> String {
+        self.env
+            .iter()
+            .find(|(key, _)| *key == "ADMESH_REDIS__QUEUE_PREFIX")
+            .map(|(_, value)| value.clone())
+            .expect("a cluster queue has a Redis prefix")
+    }
+
     /// kill -9, then start again on the same storage.
     async fn crash_and_restart(&mut self) {
         self.process.kill();
@@ -93,6 +102,15 @@ impl Queue {
         self.process = process;
         self.address = address;
     }
+}
+
+/// A connection to the test Redis, to look at a cluster queue's keys.
+async fn redis_connection() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(support::redis_url())
+        .expect("redis")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection")
 }
 
 fn ad(title: &str, family: &str, priority: i32) -> pb::SubmitAdRequest {
@@ -1210,12 +1228,7 @@ async fn killing_admesh_up_mid_processing_loses_no_job_and_does_none_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_lost_between_redis_and_sql_is_recovered_from_the_outbox() {
     let queue = Queue::cluster(&[("ADMESH_QUEUE__EMBEDDED_PROCESSORS", "0")]).await;
-    let prefix = queue
-        .env
-        .iter()
-        .find(|(key, _)| *key == "ADMESH_REDIS__QUEUE_PREFIX")
-        .map(|(_, value)| value.clone())
-        .expect("prefix");
+    let prefix = queue.redis_prefix();
     let job = queue
         .client()
         .submit_ad(ad("Lost completion", "Recovery", 3))
@@ -1232,11 +1245,7 @@ async fn a_change_lost_between_redis_and_sql_is_recovered_from_the_outbox() {
     // What a replica killed mid-write leaves: the job completed in Redis
     // (gone from the active hash and indexes) and in the outbox, written
     // long enough ago, but not in SQL.
-    let client = redis::Client::open(support::redis_url()).expect("redis");
-    let mut redis = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
+    let mut redis = redis_connection().await;
     let mut lost_jobs = Vec::new();
     for id in [&job.ad_id, &other.ad_id] {
         let raw: String = redis::cmd("HGET")
@@ -1253,20 +1262,23 @@ async fn a_change_lost_between_redis_and_sql_is_recovered_from_the_outbox() {
     let now = admesh_common::time::now_millis();
     let entry = format!("{}:{}", job.ad_id, lost_jobs[0]["version"]);
     let lines: Vec<String> = lost_jobs.iter().map(|lost| lost.to_string()).collect();
-    let _: () = redis::pipe()
-        .atomic()
-        .cmd("HDEL")
-        .arg(format!("{prefix}:jobs"))
-        .arg(&job.ad_id)
-        .ignore()
-        .cmd("ZREM")
-        .arg(format!("{prefix}:ready"))
-        .arg(&job.ad_id)
-        .ignore()
-        .cmd("ZREM")
-        .arg(format!("{prefix}:deadline"))
-        .arg(&job.ad_id)
-        .ignore()
+    let mut lost_write = redis::pipe();
+    lost_write.atomic();
+    for id in [&job.ad_id, &other.ad_id] {
+        lost_write
+            .cmd("HDEL")
+            .arg(format!("{prefix}:jobs"))
+            .arg(id)
+            .ignore();
+        for index in ["ready", "deadline"] {
+            lost_write
+                .cmd("ZREM")
+                .arg(format!("{prefix}:{index}"))
+                .arg(id)
+                .ignore();
+        }
+    }
+    let _: () = lost_write
         .cmd("ZADD")
         .arg(format!("{prefix}:outbox"))
         .arg(now - 60_000)
@@ -1276,18 +1288,6 @@ async fn a_change_lost_between_redis_and_sql_is_recovered_from_the_outbox() {
         .arg(format!("{prefix}:outbox_jobs"))
         .arg(&entry)
         .arg(lines.join("\n"))
-        .ignore()
-        .cmd("HDEL")
-        .arg(format!("{prefix}:jobs"))
-        .arg(&other.ad_id)
-        .ignore()
-        .cmd("ZREM")
-        .arg(format!("{prefix}:ready"))
-        .arg(&other.ad_id)
-        .ignore()
-        .cmd("ZREM")
-        .arg(format!("{prefix}:deadline"))
-        .arg(&other.ad_id)
         .ignore()
         .query_async(&mut redis)
         .await
@@ -1355,17 +1355,8 @@ async fn a_change_lost_between_redis_and_sql_is_recovered_from_the_outbox() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_indexes_follow_every_state_change_exactly() {
     let queue = Queue::cluster(&[("ADMESH_QUEUE__EMBEDDED_PROCESSORS", "0")]).await;
-    let prefix = queue
-        .env
-        .iter()
-        .find(|(key, _)| *key == "ADMESH_REDIS__QUEUE_PREFIX")
-        .map(|(_, value)| value.clone())
-        .expect("prefix");
-    let client = redis::Client::open(support::redis_url()).expect("redis");
-    let redis = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
+    let prefix = queue.redis_prefix();
+    let redis = redis_connection().await;
     let members = |index: &str| {
         let (mut redis, key) = (redis.clone(), format!("{prefix}:{index}"));
         async move {

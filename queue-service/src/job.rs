@@ -207,6 +207,24 @@ pub struct NewAd {
     pub max_wait_secs: u32,
 }
 
+#[cfg(test)]
+impl NewAd {
+    /// A bare submission of `priority` that starves after `max_wait_secs`.
+    pub fn bare(priority: u8, max_wait_secs: u32) -> Self {
+        Self {
+            title: "t".into(),
+            description: String::new(),
+            game_family: "f".into(),
+            target_audience: vec![],
+            visual_elements: vec![],
+            call_to_action: String::new(),
+            duration: 0,
+            priority,
+            max_wait_secs,
+        }
+    }
+}
+
 /// Limits of a submission (SPEC §4, the proto's comments).
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_DESCRIPTION_CHARS: usize = 2_000;

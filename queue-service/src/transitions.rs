@@ -220,21 +220,7 @@ mod tests {
     use crate::job::NewAd;
 
     fn job() -> Job {
-        Job::new(
-            NewAd {
-                title: "t".into(),
-                description: String::new(),
-                game_family: "f".into(),
-                target_audience: vec![],
-                visual_elements: vec![],
-                call_to_action: String::new(),
-                duration: 0,
-                priority: 3,
-                max_wait_secs: 300,
-            },
-            "job-1".into(),
-            0,
-        )
+        Job::new(NewAd::bare(3, 300), "job-1".into(), 0)
     }
 
     #[test]

@@ -651,17 +651,7 @@ mod tests {
     use crate::job::NewAd;
 
     fn queued(n: usize, priority: u8, queued_at: i64, max_wait_secs: u32) -> Job {
-        let ad = NewAd {
-            title: "t".into(),
-            description: String::new(),
-            game_family: "f".into(),
-            target_audience: vec![],
-            visual_elements: vec![],
-            call_to_action: String::new(),
-            duration: 0,
-            priority,
-            max_wait_secs,
-        };
+        let ad = NewAd::bare(priority, max_wait_secs);
         Job::new(ad, format!("job-{n:03}"), queued_at)
     }
 

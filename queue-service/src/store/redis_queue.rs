@@ -123,10 +123,13 @@ for i = 0, count - 1 do
     local entry = ARGV[base + 7]
     local version = string.match(entry, ':(%d+)$')
     local held = tonumber(ARGV[base + 9])
-    if bit.band(held, 1) ~= 0 then redis.call('ZREM', ready, id) end
-    if bit.band(held, 2) ~= 0 then redis.call('ZREM', deadline, id) end
-    if bit.band(held, 4) ~= 0 then redis.call('ZREM', delayed, id) end
-    if bit.band(held, 8) ~= 0 then redis.call('ZREM', leases, id) end
+    -- Out of each index it may be in, unless it stays there (ZADD below
+    -- moves a member to its new score).
+    local function stays(score) return json ~= '' and score ~= '' end
+    if bit.band(held, 1) ~= 0 and not stays(ARGV[base + 3]) then redis.call('ZREM', ready, id) end
+    if bit.band(held, 2) ~= 0 and not stays(ARGV[base + 4]) then redis.call('ZREM', deadline, id) end
+    if bit.band(held, 4) ~= 0 and not stays(ARGV[base + 5]) then redis.call('ZREM', delayed, id) end
+    if bit.band(held, 8) ~= 0 and not stays(ARGV[base + 6]) then redis.call('ZREM', leases, id) end
     if json == '' then
       redis.call('HDEL', jobs, id)
       redis.call('HDEL', versions, id)
@@ -239,6 +242,15 @@ impl Write {
         }
     }
 
+    /// A write of a new job: it is nowhere yet.
+    fn fresh(job: Job) -> Self {
+        Self {
+            expected_version: 0,
+            job,
+            indexed_in: Indexes::NOWHERE,
+        }
+    }
+
     /// A write of a job read as claimed or leased: it is in `leases` only
     /// (claiming takes a job out of the others, without a new version).
     fn of_leased(expected_version: i64, job: Job) -> Self {
@@ -260,6 +272,7 @@ struct Indexes(u8);
 
 impl Indexes {
     const ALL: Self = Self(0b1_1111);
+    const NOWHERE: Self = Self(0);
     /// Claimed or leased: in `leases` alone (active, so not leaving).
     const LEASES: Self = Self(0b0_1000);
 }
@@ -752,7 +765,7 @@ impl QueueStore for RedisQueue {
 
     async fn submit(&self, jobs: Vec<Job>, cause: &str) -> StoreResult<Vec<JobView>> {
         let now = now_millis();
-        let writes: Vec<Write> = jobs.iter().map(|job| Write::new(0, job.clone())).collect();
+        let writes: Vec<Write> = jobs.iter().map(|job| Write::fresh(job.clone())).collect();
         let written = self.compare_and_set(&writes, now).await?;
         if written.ok.iter().any(|ok| !ok) {
             return Err(StoreError::Unavailable(anyhow::anyhow!(

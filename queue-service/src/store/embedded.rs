@@ -45,6 +45,12 @@ impl std::fmt::Debug for EmbeddedQueue {
     }
 }
 
+/// A priority's slot in [`State::dispatchable`]: priorities are checked
+/// to be 1–5 on the way in; anything else counts as 5 rather than panic.
+fn priority_slot(priority: u8) -> usize {
+    usize::from(priority).min(5)
+}
+
 /// Queued and processing jobs with their indexes.
 #[derive(Default)]
 struct State {
@@ -86,7 +92,7 @@ impl State {
             .by_priority
             .insert((Reverse(job.priority), job.queued_at, job.id.clone()))
         {
-            self.dispatchable[usize::from(job.priority)] += 1;
+            self.dispatchable[priority_slot(job.priority)] += 1;
         }
         self.by_deadline
             .insert((deadline(&job.queued_view()), job.queued_at, job.id.clone()));
@@ -98,7 +104,7 @@ impl State {
             .by_priority
             .remove(&(Reverse(job.priority), job.queued_at, id.clone()))
         {
-            self.dispatchable[usize::from(job.priority)] -= 1;
+            self.dispatchable[priority_slot(job.priority)] -= 1;
         }
         self.by_deadline
             .remove(&(deadline(&job.queued_view()), job.queued_at, id.clone()));
@@ -191,7 +197,7 @@ impl State {
         {
             return self.position(&job.id, now);
         }
-        let priority = usize::from(job.priority);
+        let priority = priority_slot(job.priority);
         let higher: usize = self.dispatchable[priority + 1..].iter().sum();
         // Jobs of its priority from it on: few for a new job, which
         // arrived last.

@@ -295,10 +295,11 @@ impl TestProcessor {
 }
 
 fn ids(leases: &[pb::JobLease]) -> Vec<String> {
-    leases
-        .iter()
-        .map(|lease| lease.job.as_ref().expect("job").ad_id.clone())
-        .collect()
+    leases.iter().map(job_id).collect()
+}
+
+fn lease_ids(leases: &[pb::JobLease]) -> Vec<String> {
+    leases.iter().map(|lease| lease.lease_id.clone()).collect()
 }
 
 fn job_id(lease: &pb::JobLease) -> String {
@@ -1418,7 +1419,7 @@ async fn the_redis_indexes_follow_every_state_change_exactly() {
     let lost = queue
         .client()
         .heartbeat(pb::HeartbeatRequest {
-            lease_ids: ids_of_leases(&leases),
+            lease_ids: lease_ids(&leases),
         })
         .await
         .expect("heartbeat")
@@ -1463,8 +1464,4 @@ async fn the_redis_indexes_follow_every_state_change_exactly() {
         }
     })
     .await;
-}
-
-fn ids_of_leases(leases: &[pb::JobLease]) -> Vec<String> {
-    leases.iter().map(|lease| lease.lease_id.clone()).collect()
 }

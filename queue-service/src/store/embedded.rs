@@ -45,6 +45,12 @@ impl std::fmt::Debug for EmbeddedQueue {
     }
 }
 
+/// A job's key in [`State::by_priority`]: priority high first, then
+/// arrival, then id.
+fn priority_key(job: &Job) -> (Reverse<u8>, i64, String) {
+    (Reverse(job.priority), job.queued_at, job.id.clone())
+}
+
 /// A priority's slot in [`State::dispatchable`]: priorities are checked
 /// to be 1–5 on the way in; anything else counts as 5 rather than panic.
 fn priority_slot(priority: u8) -> usize {
@@ -88,10 +94,7 @@ impl State {
     }
 
     fn make_dispatchable(&mut self, job: &Job) {
-        if self
-            .by_priority
-            .insert((Reverse(job.priority), job.queued_at, job.id.clone()))
-        {
+        if self.by_priority.insert(priority_key(job)) {
             self.dispatchable[priority_slot(job.priority)] += 1;
         }
         self.by_deadline
@@ -100,10 +103,7 @@ impl State {
 
     fn unindex(&mut self, job: &Job) {
         let id = job.id.clone();
-        if self
-            .by_priority
-            .remove(&(Reverse(job.priority), job.queued_at, id.clone()))
-        {
+        if self.by_priority.remove(&priority_key(job)) {
             self.dispatchable[priority_slot(job.priority)] -= 1;
         }
         self.by_deadline
@@ -190,7 +190,7 @@ impl State {
     /// that is dispatchable and not starved (a new one); others are found
     /// in the order. `None` once it no longer waits.
     fn counted_position(&self, job: &Job, now: i64) -> Option<u64> {
-        let key = (Reverse(job.priority), job.queued_at, job.id.clone());
+        let key = priority_key(job);
         let anti_starvation = self.settings.anti_starvation;
         if !self.by_priority.contains(&key)
             || (anti_starvation && is_starved(&job.queued_view(), now))
@@ -212,10 +212,10 @@ impl State {
                 .iter()
                 .take_while(|(due, _, _)| now > *due)
                 .fold((0, 0), |(all, ahead), (_, _, id)| {
-                    let is_ahead = self.jobs.get(id).is_some_and(|other| {
-                        (Reverse(other.priority), other.queued_at, &other.id)
-                            < (Reverse(job.priority), job.queued_at, &job.id)
-                    });
+                    let is_ahead = self
+                        .jobs
+                        .get(id)
+                        .is_some_and(|other| priority_key(other) < key);
                     (all + 1, ahead + usize::from(is_ahead))
                 })
         } else {

@@ -96,7 +96,7 @@ return out
 /// ('' = not in that index), the outbox entry (`id:version`), the job's
 /// JSON for the outbox when it is leaving the hash (JSON ''; otherwise the
 /// JSON above is used, not sent twice), and where the job may be now (an
-/// [`Indexes`] mask). Answers each job's 1 (written) or 0 (changed
+/// [`HeldIn`] mask). Answers each job's 1 (written) or 0 (changed
 /// meanwhile), and the key of the outbox entry holding the written ones
 /// ('' when none was).
 const CAS_SCRIPT: &str = r#"
@@ -230,16 +230,16 @@ struct Write {
     expected_version: i64,
     job: Job,
     /// Where the job may be as read: cleared before the write.
-    indexed_in: Indexes,
+    held_in: HeldIn,
 }
 
 impl Write {
-    /// A write of a job whose indexes are not known: all are cleared.
+    /// A write of a job that may be anywhere: every place is cleared.
     fn new(expected_version: i64, job: Job) -> Self {
         Self {
             expected_version,
             job,
-            indexed_in: Indexes::ALL,
+            held_in: HeldIn::ALL,
         }
     }
 
@@ -248,7 +248,7 @@ impl Write {
         Self {
             expected_version: 0,
             job,
-            indexed_in: Indexes::NOWHERE,
+            held_in: HeldIn::NOWHERE,
         }
     }
 
@@ -258,7 +258,7 @@ impl Write {
         Self {
             expected_version,
             job,
-            indexed_in: Indexes::LEASES,
+            held_in: HeldIn::LEASES,
         }
     }
 }
@@ -269,9 +269,9 @@ impl Write {
 /// wasted work in Redis's one thread, where every replica's scripts queue:
 /// about a microsecond per element, whatever the command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Indexes(u8);
+struct HeldIn(u8);
 
-impl Indexes {
+impl HeldIn {
     const ALL: Self = Self(0b1_1111);
     const NOWHERE: Self = Self(0);
     /// Claimed or leased: in `leases` alone (active, so not leaving).
@@ -372,7 +372,7 @@ impl RedisQueue {
                     .arg(lease)
                     .arg(outbox_entry(job))
                     .arg(leaving)
-                    .arg(write.indexed_in.0);
+                    .arg(write.held_in.0);
             }
             let (results, outbox): (Vec<i64>, String) = invocation
                 .invoke_async(&mut self.redis.connection())
@@ -393,7 +393,7 @@ impl RedisQueue {
     async fn write_transitions(
         &self,
         changes: Vec<(i64, Transition)>,
-        indexed_in: Indexes,
+        held_in: HeldIn,
         now: i64,
     ) -> StoreResult<(Vec<Transition>, Outbox)> {
         let writes: Vec<Write> = changes
@@ -401,7 +401,7 @@ impl RedisQueue {
             .map(|(expected_version, (job, _))| Write {
                 expected_version: *expected_version,
                 job: job.clone(),
-                indexed_in,
+                held_in,
             })
             .collect();
         let written = self.compare_and_set(&writes, now).await?;
@@ -1034,7 +1034,7 @@ impl QueueStore for RedisQueue {
                 transitions::lease(job, processor_id, timeout, now),
             ));
         }
-        let (landed, outbox) = self.write_transitions(leased, Indexes::LEASES, now).await?;
+        let (landed, outbox) = self.write_transitions(leased, HeldIn::LEASES, now).await?;
         let leases = landed
             .iter()
             .map(|(job, _)| Lease {
@@ -1256,7 +1256,7 @@ impl QueueStore for RedisQueue {
             };
             changed.push((expected_version, transition));
         }
-        let (landed, outbox) = self.write_transitions(changed, Indexes::ALL, now).await?;
+        let (landed, outbox) = self.write_transitions(changed, HeldIn::ALL, now).await?;
         self.mirror(landed, outbox).await?;
         Ok(expired)
     }
@@ -1276,7 +1276,7 @@ impl QueueStore for RedisQueue {
             .filter(|job| job.status == JobStatus::Dead)
             .map(|job| (0, transitions::requeue_dead(job, cause, now)))
             .collect();
-        let (landed, outbox) = self.write_transitions(changed, Indexes::ALL, now).await?;
+        let (landed, outbox) = self.write_transitions(changed, HeldIn::ALL, now).await?;
         let requeued = landed.len() as u64;
         self.mirror(landed, outbox).await?;
         Ok(requeued)

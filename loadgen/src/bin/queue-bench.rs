@@ -175,12 +175,9 @@ async fn redis_script_micros(url: Option<&str>) -> anyhow::Result<Option<u64>> {
     let Some(url) = url else {
         return Ok(None);
     };
-    let mut connection = redis::Client::open(url)?
-        .get_multiplexed_async_connection()
-        .await?;
     let stats: String = redis::cmd("INFO")
         .arg("commandstats")
-        .query_async(&mut connection)
+        .query_async(&mut Redis::connect(url).await?.connection())
         .await?;
     Ok(Some(script_micros(&stats)))
 }
@@ -191,14 +188,9 @@ fn script_micros(stats: &str) -> u64 {
         .lines()
         .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
         .filter_map(|line| {
-            line.split(',')
-                .find_map(|field| {
-                    field
-                        .split_once(':')
-                        .map_or(field, |(_, f)| f)
-                        .strip_prefix("usec=")
-                })
-                .and_then(|value| value.parse::<u64>().ok())
+            let (_, fields) = line.split_once(':')?;
+            let usec = fields.split(',').find_map(|f| f.strip_prefix("usec="))?;
+            usec.parse::<u64>().ok()
         })
         .sum()
 }

@@ -259,3 +259,44 @@ mod placeholder_tests {
         assert_eq!(super::statement_chunks::<usize>(&[]).count(), 0);
     }
 }
+
+#[cfg(test)]
+mod checkpoint_tests {
+    use super::*;
+
+    /// Writes reach the database file by the background checkpoints, well
+    /// before a commit would checkpoint on its own (~400 MiB of WAL).
+    #[tokio::test]
+    async fn the_wal_is_copied_into_the_database_beside_the_writers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("checkpoint.db");
+        let url = format!("sqlite://{}", file.display());
+        let Database::Sqlite(pool) = Database::connect_lazy(&url, 2).expect("pool") else {
+            panic!("a sqlite URL gives a SQLite pool");
+        };
+        sqlx::query("CREATE TABLE blobs (value BLOB NOT NULL)")
+            .execute(&pool)
+            .await
+            .expect("create");
+        let file_size = || std::fs::metadata(&file).map_or(0, |meta| meta.len());
+        let before = file_size();
+        // ~2 MiB into the WAL: some 500 pages, far under the commits' own
+        // checkpoint threshold.
+        for _ in 0..64 {
+            sqlx::query("INSERT INTO blobs (value) VALUES (zeroblob(32768))")
+                .execute(&pool)
+                .await
+                .expect("insert");
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while file_size() < before + 2_000_000 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the database file stayed at {} bytes: no checkpoint ran",
+                file_size()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        pool.close().await;
+    }
+}

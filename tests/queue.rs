@@ -1465,3 +1465,99 @@ async fn the_redis_indexes_follow_every_state_change_exactly() {
     })
     .await;
 }
+
+/// Cluster profile: a finished job leaves Redis's active hash at once, but
+/// SQL may not have it yet. Held open here by a lock on the jobs table (the
+/// SQL mirror waits on it), `GetAdJob` still answers the finished state,
+/// from Redis's `leaving` copy; once SQL has it the copy goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_is_readable_before_sql_has_it() {
+    let queue = Queue::cluster(&[("ADMESH_QUEUE__EMBEDDED_PROCESSORS", "0")]).await;
+    let prefix = queue.redis_prefix();
+    let postgres = sqlx::PgPool::connect(queue.database_url())
+        .await
+        .expect("postgres");
+    let redis = redis_connection().await;
+    let job = submit(&queue, vec![ad("In between", "Strategy", 3)])
+        .await
+        .pop()
+        .expect("submitted");
+    let mut processor = TestProcessor::connect(&queue, "between", 1).await;
+    let lease = processor.lease().await;
+    // The lease reaches SQL behind its answer: wait for it, so that the
+    // lock below holds back the completion alone.
+    support::eventually("the lease in SQL", Duration::from_secs(10), || {
+        let (postgres, id) = (postgres.clone(), job.ad_id.clone());
+        async move {
+            let (status,): (String,) = sqlx::query_as("SELECT status FROM ad_jobs WHERE id = $1")
+                .bind(id)
+                .fetch_one(&postgres)
+                .await
+                .ok()?;
+            (status == "processing").then_some(())
+        }
+    })
+    .await;
+    let leaving = |expected: bool| {
+        let (mut redis, key, id) = (
+            redis.clone(),
+            format!("{prefix}:leaving"),
+            job.ad_id.clone(),
+        );
+        async move {
+            let present: bool = redis::cmd("HEXISTS")
+                .arg(key)
+                .arg(id)
+                .query_async(&mut redis)
+                .await
+                .ok()?;
+            (present == expected).then_some(())
+        }
+    };
+
+    let mut lock = postgres.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE ad_jobs IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+    let completing = tokio::spawn({
+        let mut client = queue.client();
+        let lease_id = lease.lease_id.clone();
+        async move {
+            client
+                .complete_job(pb::CompleteJobRequest {
+                    lease_id,
+                    analysis: Some(analysis()),
+                })
+                .await
+        }
+    });
+    support::eventually("the job is in leaving", Duration::from_secs(10), || {
+        leaving(true)
+    })
+    .await;
+    assert!(!completing.is_finished(), "the answer waits for SQL");
+    // SQL is locked: an answer at all means it came from Redis.
+    let read = tokio::time::timeout(Duration::from_secs(10), get(&queue, &job.ad_id))
+        .await
+        .expect("answered without waiting for SQL");
+    assert_eq!(read.status, pb::JobStatus::Completed as i32);
+
+    lock.rollback().await.expect("unlock");
+    let ack = completing
+        .await
+        .expect("no panic")
+        .expect("complete")
+        .into_inner();
+    assert!(ack.accepted);
+    support::eventually("the leaving copy goes", Duration::from_secs(10), || {
+        leaving(false)
+    })
+    .await;
+    assert_eq!(
+        get(&queue, &job.ad_id).await.status,
+        pb::JobStatus::Completed as i32,
+        "read from SQL"
+    );
+    postgres.close().await;
+}

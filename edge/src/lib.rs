@@ -290,14 +290,18 @@ async fn transcode_call(
     respond(&route, &reply)
 }
 
-fn respond(route: &Route, reply: &DynamicMessage) -> Result<Response, ApiError> {
+fn respond(route: &Route, reply: &[u8]) -> Result<Response, ApiError> {
     match route.answer {
         Answer::Json => {}
         Answer::NoContent => return Ok(StatusCode::NO_CONTENT.into_response()),
         Answer::Redirect => {
-            let location = reply
-                .get_field_by_name("redirect_url")
-                .and_then(|value| value.as_str().map(str::to_owned))
+            let location = DynamicMessage::decode(route.rpc.output(), reply)
+                .ok()
+                .and_then(|reply| {
+                    reply
+                        .get_field_by_name("redirect_url")
+                        .and_then(|value| value.as_str().map(str::to_owned))
+                })
                 .and_then(|url| HeaderValue::from_str(&url).ok())
                 .ok_or_else(|| {
                     ApiError::new(Code::Internal, "the click has no valid redirect URL")
@@ -482,9 +486,13 @@ pub async fn build_gateway(
         let upstreams = stats_upstreams.clone();
         Box::pin(async move {
             let route = route?;
-            let request = DynamicMessage::new(route.rpc.input());
             let reply = upstreams
-                .call(&route, request, MetadataMap::new(), Duration::from_secs(1))
+                .call(
+                    &route,
+                    Vec::new(),
+                    MetadataMap::new(),
+                    Duration::from_secs(1),
+                )
                 .await
                 .ok()?;
             let json = response_json(&route, &reply).ok()?;

@@ -1,63 +1,46 @@
-//! A tonic codec for messages known only by their descriptor, so the edge
-//! can call any RPC it finds in the descriptor sets.
+//! A tonic codec that moves a message's protobuf bytes as they are: the
+//! edge writes requests and reads responses from the descriptors itself
+//! (see `json` and `render`), so any RPC it finds can be called.
 
-use prost::Message;
-use prost_reflect::{DynamicMessage, MessageDescriptor};
+use bytes::{Buf, BufMut, Bytes};
 use tonic::{
     Status,
     codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
 };
 
-/// Encodes requests and decodes responses of type `response`.
-#[derive(Clone, Debug)]
-pub struct DynamicCodec {
-    response: MessageDescriptor,
-}
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawCodec;
 
-impl DynamicCodec {
-    pub fn new(response: MessageDescriptor) -> Self {
-        Self { response }
-    }
-}
-
-impl Codec for DynamicCodec {
-    type Encode = DynamicMessage;
-    type Decode = DynamicMessage;
-    type Encoder = DynamicEncoder;
-    type Decoder = DynamicDecoder;
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
 
     fn encoder(&mut self) -> Self::Encoder {
-        DynamicEncoder
+        RawCodec
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        DynamicDecoder(self.response.clone())
+        RawCodec
     }
 }
 
-#[derive(Debug)]
-pub struct DynamicEncoder;
-
-impl Encoder for DynamicEncoder {
-    type Item = DynamicMessage;
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
     type Error = Status;
 
     fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
-        item.encode(dst)
-            .map_err(|error| Status::internal(format!("encoding the request: {error}")))
+        dst.put_slice(&item);
+        Ok(())
     }
 }
 
-#[derive(Debug)]
-pub struct DynamicDecoder(MessageDescriptor);
-
-impl Decoder for DynamicDecoder {
-    type Item = DynamicMessage;
+impl Decoder for RawCodec {
+    type Item = Bytes;
     type Error = Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
-        DynamicMessage::decode(self.0.clone(), src)
-            .map(Some)
-            .map_err(|error| Status::internal(format!("decoding the response: {error}")))
+        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }

@@ -2,39 +2,47 @@
 //! for path variables and query parameters. Every error names the field or
 //! parameter at fault.
 
+use prost::{
+    Message,
+    encoding::{WireType, encode_key, encode_varint},
+};
 use prost_reflect::{
-    DeserializeOptions, DynamicMessage, EnumDescriptor, FieldDescriptor, Kind, MapKey,
-    MessageDescriptor, ReflectMessage, Value,
+    DeserializeOptions, DynamicMessage, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor,
 };
 
-use super::routes::{BodyRule, Route, field_at};
+use super::render;
+use super::routes::{BodyRule, Route};
 use super::template::{Binding, decode};
 
 /// A request the edge refuses before calling any service.
 #[derive(Debug, PartialEq, Eq)]
 pub struct BadRequest(pub String);
 
-/// Builds the RPC's request message from the path bindings, the query
-/// string and the body, as the route's `google.api.http` rule says.
+/// Builds the RPC's request, protobuf-encoded, from the path bindings, the
+/// query string and the body, as the route's `google.api.http` rule says.
+///
+/// Path and query values are written straight into the bytes, after the
+/// body's: protobuf's merge rules then give grpc-gateway's precedence (a
+/// scalar written later replaces an earlier one, a repeated field gains an
+/// element, a nested message written again is merged into the first).
 pub fn build_request(
     route: &Route,
     bindings: Vec<Binding>,
     query: Option<&str>,
     body: &[u8],
-) -> Result<DynamicMessage, BadRequest> {
+) -> Result<Vec<u8>, BadRequest> {
     let input = route.rpc.input();
-    let mut message = match &route.body {
-        BodyRule::Whole => message_from_json(&input, body)?,
+    let mut out = Vec::with_capacity(128);
+    match &route.body {
+        BodyRule::Whole => message_from_json(&input, body)?.encode_raw(&mut out),
         BodyRule::Field(field) => {
-            let mut message = DynamicMessage::new(input.clone());
             if !is_blank(body) {
                 let Kind::Message(inner) = field.kind() else {
                     return Err(BadRequest(format!("field {} takes no body", field.name())));
                 };
                 let value = message_from_json(&inner, body)?;
-                message.set_field(field, Value::Message(value));
+                write_len(&mut out, field.number(), &value.encode_to_vec());
             }
-            message
         }
         BodyRule::None => {
             if !is_blank(body) {
@@ -43,18 +51,19 @@ pub fn build_request(
                     route.key
                 )));
             }
-            DynamicMessage::new(input.clone())
         }
-    };
+    }
     for (path, value) in bindings {
         let name = path.join(".");
-        set_path(&mut message, &path, &value, true)
-            .map_err(|why| BadRequest(format!("path parameter {name}: {why}")))?;
+        let written = resolve_fields(&input, path.iter().map(String::as_str))
+            .ok_or_else(|| format!("no field {name}"))
+            .and_then(|fields| write_path(&mut out, &fields, &value, true));
+        written.map_err(|why| BadRequest(format!("path parameter {name}: {why}")))?;
     }
     if let Some(query) = query.filter(|query| !query.is_empty()) {
-        apply_query(route, &mut message, query)?;
+        apply_query(route, &mut out, query)?;
     }
-    Ok(message)
+    Ok(out)
 }
 
 fn is_blank(body: &[u8]) -> bool {
@@ -93,19 +102,17 @@ pub fn message_from_json(
 
 /// The response as proto3 JSON: lowerCamelCase names, 64-bit integers as
 /// strings, enums by name, every field present.
-pub fn response_json(route: &Route, message: &DynamicMessage) -> Result<Vec<u8>, String> {
-    let options = admesh_proto::json::options();
-    let mut out = Vec::with_capacity(256);
-    let mut serializer = serde_json::Serializer::new(&mut out);
+pub fn response_json(route: &Route, reply: &[u8]) -> Result<Vec<u8>, String> {
+    let output = route.rpc.output();
     match &route.response_body {
-        None => message.serialize_with_options(&mut serializer, &options),
-        Some(field) => match message.get_field(field).as_ref() {
-            Value::Message(inner) => inner.serialize_with_options(&mut serializer, &options),
-            _ => return Err(format!("response_body {} is not a message", field.name())),
-        },
+        None => render::to_json(&output, reply),
+        Some(field) => {
+            let Kind::Message(inner) = field.kind() else {
+                return Err(format!("response_body {} is not a message", field.name()));
+            };
+            render::to_json(&inner, &render::message_field(reply, field)?)
+        }
     }
-    .map_err(|error| error.to_string())?;
-    Ok(out)
 }
 
 /// The field named `name` by its proto name or its JSON name.
@@ -115,7 +122,7 @@ pub fn field_named(descriptor: &MessageDescriptor, name: &str) -> Option<FieldDe
         .or_else(|| descriptor.get_field_by_json_name(name))
 }
 
-fn apply_query(route: &Route, message: &mut DynamicMessage, query: &str) -> Result<(), BadRequest> {
+fn apply_query(route: &Route, out: &mut Vec<u8>, query: &str) -> Result<(), BadRequest> {
     let input = route.rpc.input();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -131,156 +138,201 @@ fn apply_query(route: &Route, message: &mut DynamicMessage, query: &str) -> Resu
         }
         // `attributes[plan]=gold` sets one entry of a map field.
         let (path_text, map_key) = match name.strip_suffix(']').and_then(|n| n.split_once('[')) {
-            Some((field, key)) => (field.to_string(), Some(key.to_string())),
-            None => (name.clone(), None),
+            Some((field, key)) => (field, Some(key)),
+            None => (name.as_str(), None),
         };
-        let path = resolve_names(&input, &path_text)
+        let fields = resolve_fields(&input, path_text.split('.'))
             .ok_or_else(|| BadRequest(format!("unknown query parameter {name}")))?;
         if let BodyRule::Field(body_field) = &route.body
-            && path.first() == Some(&body_field.name().to_string())
+            && fields.first() == Some(body_field)
         {
             return Err(BadRequest(format!(
                 "query parameter {name} belongs in the JSON body"
             )));
         }
         let result = match map_key {
-            Some(key) => set_map_entry(message, &path, key, &value),
-            None => set_path(message, &path, &value, false),
+            Some(key) => write_map_entry(out, &fields, key, &value),
+            None => write_path(out, &fields, &value, false),
         };
         result.map_err(|why| BadRequest(format!("query parameter {name}: {why}")))?;
     }
     Ok(())
 }
 
-/// `userId` / `user_id` / `campaign.id` → proto field names.
-fn resolve_names(descriptor: &MessageDescriptor, dotted: &str) -> Option<Vec<String>> {
-    let mut current = descriptor.clone();
-    let mut names = Vec::new();
-    let parts: Vec<&str> = dotted.split('.').collect();
-    for (index, part) in parts.iter().enumerate() {
-        let field = field_named(&current, part)?;
-        names.push(field.name().to_string());
-        if index + 1 < parts.len() {
-            match field.kind() {
-                Kind::Message(inner) if !field.is_list() && !field.is_map() => current = inner,
+/// The fields `names` (proto or JSON names) lead through, from
+/// `descriptor`; every one but the last a singular message.
+fn resolve_fields<'n>(
+    descriptor: &MessageDescriptor,
+    names: impl Iterator<Item = &'n str>,
+) -> Option<Vec<FieldDescriptor>> {
+    let mut fields: Vec<FieldDescriptor> = Vec::with_capacity(1);
+    for name in names {
+        let parent = match fields.last() {
+            None => descriptor.clone(),
+            Some(field) => match field.kind() {
+                Kind::Message(inner) if !field.is_list() && !field.is_map() => inner,
                 _ => return None,
-            }
-        }
+            },
+        };
+        fields.push(field_named(&parent, name)?);
     }
-    Some(names)
+    (!fields.is_empty()).then_some(fields)
 }
 
 fn decode_query(text: &str) -> Option<String> {
     decode(&text.replace('+', " "))
 }
 
-/// Sets (or, for a repeated field, appends to) the field at `path`.
-fn set_path(
-    message: &mut DynamicMessage,
-    path: &[String],
+/// Writes `text` into the field `fields` lead to (appends, for a repeated
+/// field), wrapped in its parent messages.
+fn write_path(
+    out: &mut Vec<u8>,
+    fields: &[FieldDescriptor],
     text: &str,
     from_path: bool,
 ) -> Result<(), String> {
-    let (last, parents) = path.split_last().ok_or("empty field path")?;
-    let mut current = message;
-    for parent in parents {
-        let field = current
-            .descriptor()
-            .get_field_by_name(parent)
-            .ok_or_else(|| format!("no field {parent}"))?;
-        let Value::Message(inner) = current.get_field_mut(&field) else {
-            return Err(format!("{parent} is not a message"));
-        };
-        current = inner;
-    }
-    let field = current
-        .descriptor()
-        .get_field_by_name(last)
-        .ok_or_else(|| format!("no field {last}"))?;
+    let (field, parents) = fields.split_last().ok_or("empty field path")?;
     if field.is_map() {
         return Err("a map field is set with name[key]=value".into());
     }
-    let value = scalar_value(&field.kind(), text)?;
-    if field.is_list() {
-        if from_path {
-            return Err("a repeated field cannot be a path variable".into());
-        }
-        if let Value::List(items) = current.get_field_mut(&field) {
-            items.push(value);
-        }
-    } else {
-        current.set_field(&field, value);
+    if field.is_list() && from_path {
+        return Err("a repeated field cannot be a path variable".into());
     }
-    Ok(())
+    within_parents(out, parents, |out| {
+        write_value(out, field.number(), &field.kind(), text)
+    })
 }
 
-fn set_map_entry(
-    message: &mut DynamicMessage,
-    path: &[String],
-    key: String,
+fn write_map_entry(
+    out: &mut Vec<u8>,
+    fields: &[FieldDescriptor],
+    key: &str,
     text: &str,
 ) -> Result<(), String> {
-    let field = field_at(&message.descriptor(), path).ok_or("no such field")?;
+    let [field] = fields else {
+        return Err("nested map fields are not settable from the query".into());
+    };
     let Kind::Message(entry) = field.kind() else {
         return Err("not a map field".into());
     };
     if !field.is_map() || !matches!(entry.map_entry_key_field().kind(), Kind::String) {
         return Err("not a map field with string keys".into());
     }
-    if path.len() != 1 {
-        return Err("nested map fields are not settable from the query".into());
-    }
-    let value = scalar_value(&entry.map_entry_value_field().kind(), text)?;
-    if let Value::Map(map) = message.get_field_mut(&field) {
-        map.insert(MapKey::String(key), value);
-    }
+    let mut pair = Vec::with_capacity(key.len() + text.len() + 8);
+    write_len(&mut pair, 1, key.as_bytes());
+    write_value(&mut pair, 2, &entry.map_entry_value_field().kind(), text)?;
+    write_len(out, field.number(), &pair);
     Ok(())
 }
 
-/// A path or query value as a field value of `kind`.
-fn scalar_value(kind: &Kind, text: &str) -> Result<Value, String> {
-    let number = |what: &str| format!("{text:?} is not {what}");
-    Ok(match kind {
-        Kind::String => Value::String(text.to_string()),
+/// Runs `write` for the innermost of `parents` and wraps what it wrote in
+/// each parent message, innermost first.
+fn within_parents(
+    out: &mut Vec<u8>,
+    parents: &[FieldDescriptor],
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+) -> Result<(), String> {
+    if parents.is_empty() {
+        return write(out);
+    }
+    let mut inner = Vec::new();
+    write(&mut inner)?;
+    for parent in parents.iter().rev() {
+        let mut wrapped = Vec::with_capacity(inner.len() + 8);
+        write_len(&mut wrapped, parent.number(), &inner);
+        inner = wrapped;
+    }
+    out.extend_from_slice(&inner);
+    Ok(())
+}
+
+fn write_len(out: &mut Vec<u8>, number: u32, bytes: &[u8]) {
+    encode_key(number, WireType::LengthDelimited, out);
+    encode_varint(bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
+}
+
+fn write_varint(out: &mut Vec<u8>, number: u32, value: u64) {
+    encode_key(number, WireType::Varint, out);
+    encode_varint(value, out);
+}
+
+fn write_fixed32(out: &mut Vec<u8>, number: u32, value: u32) {
+    encode_key(number, WireType::ThirtyTwoBit, out);
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn write_fixed64(out: &mut Vec<u8>, number: u32, value: u64) {
+    encode_key(number, WireType::SixtyFourBit, out);
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+/// A path or query value written as field `number` of `kind`. Negative
+/// 32-bit values are sign-extended to ten bytes, as protobuf writes them.
+fn write_value(out: &mut Vec<u8>, number: u32, kind: &Kind, text: &str) -> Result<(), String> {
+    let wrong = |what: &str| format!("{text:?} is not {what}");
+    let int32 = || text.parse::<i32>().map_err(|_| wrong("a 32-bit integer"));
+    let int64 = || text.parse::<i64>().map_err(|_| wrong("a 64-bit integer"));
+    let uint32 = || {
+        text.parse::<u32>()
+            .map_err(|_| wrong("an unsigned 32-bit integer"))
+    };
+    let uint64 = || {
+        text.parse::<u64>()
+            .map_err(|_| wrong("an unsigned 64-bit integer"))
+    };
+    match kind {
+        Kind::String => write_len(out, number, text.as_bytes()),
         Kind::Bool => match text {
-            "true" | "1" => Value::Bool(true),
-            "false" | "0" => Value::Bool(false),
-            _ => return Err(number("true or false")),
+            "true" | "1" => write_varint(out, number, 1),
+            "false" | "0" => write_varint(out, number, 0),
+            _ => return Err(wrong("true or false")),
         },
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
-            Value::I32(text.parse().map_err(|_| number("a 32-bit integer"))?)
+        Kind::Int32 => write_varint(out, number, i64::from(int32()?) as u64),
+        Kind::Sint32 => {
+            let value = int32()?;
+            write_varint(
+                out,
+                number,
+                u64::from(((value << 1) ^ (value >> 31)) as u32),
+            );
         }
-        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
-            Value::I64(text.parse().map_err(|_| number("a 64-bit integer"))?)
+        Kind::Sfixed32 => write_fixed32(out, number, int32()? as u32),
+        Kind::Int64 => write_varint(out, number, int64()? as u64),
+        Kind::Sint64 => {
+            let value = int64()?;
+            write_varint(out, number, ((value << 1) ^ (value >> 63)) as u64);
         }
-        Kind::Uint32 | Kind::Fixed32 => Value::U32(
-            text.parse()
-                .map_err(|_| number("an unsigned 32-bit integer"))?,
-        ),
-        Kind::Uint64 | Kind::Fixed64 => Value::U64(
-            text.parse()
-                .map_err(|_| number("an unsigned 64-bit integer"))?,
-        ),
-        Kind::Float => Value::F32(text.parse().map_err(|_| number("a number"))?),
-        Kind::Double => Value::F64(text.parse().map_err(|_| number("a number"))?),
+        Kind::Sfixed64 => write_fixed64(out, number, int64()? as u64),
+        Kind::Uint32 => write_varint(out, number, u64::from(uint32()?)),
+        Kind::Fixed32 => write_fixed32(out, number, uint32()?),
+        Kind::Uint64 => write_varint(out, number, uint64()?),
+        Kind::Fixed64 => write_fixed64(out, number, uint64()?),
+        Kind::Float => {
+            let value: f32 = text.parse().map_err(|_| wrong("a number"))?;
+            write_fixed32(out, number, value.to_bits());
+        }
+        Kind::Double => {
+            let value: f64 = text.parse().map_err(|_| wrong("a number"))?;
+            write_fixed64(out, number, value.to_bits());
+        }
         Kind::Bytes => {
             use base64::Engine;
             let engine = base64::engine::general_purpose::STANDARD;
             let url = base64::engine::general_purpose::URL_SAFE;
-            Value::Bytes(
-                engine
-                    .decode(text)
-                    .or_else(|_| url.decode(text))
-                    .map_err(|_| number("base64"))?
-                    .into(),
-            )
+            let bytes = engine
+                .decode(text)
+                .or_else(|_| url.decode(text))
+                .map_err(|_| wrong("base64"))?;
+            write_len(out, number, &bytes);
         }
         Kind::Enum(descriptor) => {
-            Value::EnumNumber(enum_number(descriptor, text).ok_or_else(|| {
+            let value = enum_number(descriptor, text).ok_or_else(|| {
                 let names: Vec<String> =
                     descriptor.values().map(|v| v.name().to_string()).collect();
                 format!("{text:?} is not one of {}", names.join(", "))
-            })?)
+            })?;
+            write_varint(out, number, i64::from(value) as u64);
         }
         // Well-known types (Timestamp, Duration, wrappers) take their JSON
         // string form: `2026-01-01T00:00:00Z`, `1.5s`.
@@ -288,13 +340,14 @@ fn scalar_value(kind: &Kind, text: &str) -> Result<Value, String> {
             let json = serde_json::Value::String(text.to_string());
             let message = DynamicMessage::deserialize(descriptor.clone(), json).or_else(|_| {
                 let literal: serde_json::Value =
-                    serde_json::from_str(text).map_err(|_| number("a valid value"))?;
+                    serde_json::from_str(text).map_err(|_| wrong("a valid value"))?;
                 DynamicMessage::deserialize(descriptor.clone(), literal)
-                    .map_err(|_| number("a valid value"))
+                    .map_err(|_| wrong("a valid value"))
             })?;
-            Value::Message(message)
+            write_len(out, number, &message.encode_to_vec());
         }
-    })
+    }
+    Ok(())
 }
 
 /// An enum value by its name, its name without the enum's prefix in any
@@ -397,7 +450,10 @@ mod tests {
             .clone()
     }
 
-    fn json_of(message: &DynamicMessage) -> serde_json::Value {
+    /// The request `route` was given, decoded by `DynamicMessage` as the
+    /// service would read it, as JSON.
+    fn json_of(route: &Route, request: &[u8]) -> serde_json::Value {
+        let message = DynamicMessage::decode(route.rpc.input(), request).expect("decodes");
         let options = SerializeOptions::new().stringify_64_bit_integers(true);
         message
             .serialize_with_options(serde_json::value::Serializer, &options)
@@ -415,7 +471,7 @@ mod tests {
         )
         .expect("request");
         assert_eq!(
-            json_of(&message),
+            json_of(&serve, &message),
             serde_json::json!({
                 "userId": "u-1", "placementId": "p 1", "countryCode": "US",
                 "deviceType": "DEVICE_TYPE_MOBILE", "interests": ["rpg", "tech"],
@@ -455,7 +511,7 @@ mod tests {
         )
         .expect("request");
         assert_eq!(
-            json_of(&message)["targetAudience"],
+            json_of(&submit, &message)["targetAudience"],
             serde_json::json!(["18-34"])
         );
 
@@ -504,10 +560,105 @@ mod tests {
             br#"{"id":"ignored","name":"Spring"}"#,
         )
         .expect("request");
-        let json = json_of(&message);
+        let json = json_of(&update, &message);
         assert_eq!(json["campaign"]["id"], "c-9");
         assert_eq!(json["campaign"]["name"], "Spring");
         assert_eq!(json["updateMask"], "name");
+    }
+
+    #[test]
+    fn values_are_written_as_protobuf_writes_each_kind() {
+        use prost::encoding as pe;
+        let written = |kind: Kind, text: &str| {
+            let mut out = Vec::new();
+            write_value(&mut out, 3, &kind, text).expect("written");
+            out
+        };
+        let expected = |encode: &dyn Fn(&mut Vec<u8>)| {
+            let mut out = Vec::new();
+            encode(&mut out);
+            out
+        };
+        let cases: [(Kind, &str, Vec<u8>); 14] = [
+            (
+                Kind::Int32,
+                "-7",
+                expected(&|b| pe::int32::encode(3, &-7, b)),
+            ),
+            (
+                Kind::Sint32,
+                "-7",
+                expected(&|b| pe::sint32::encode(3, &-7, b)),
+            ),
+            (
+                Kind::Sfixed32,
+                "-7",
+                expected(&|b| pe::sfixed32::encode(3, &-7, b)),
+            ),
+            (
+                Kind::Int64,
+                "-9000000000",
+                expected(&|b| pe::int64::encode(3, &-9_000_000_000, b)),
+            ),
+            (
+                Kind::Sint64,
+                "-9000000000",
+                expected(&|b| pe::sint64::encode(3, &-9_000_000_000, b)),
+            ),
+            (
+                Kind::Sfixed64,
+                "-9",
+                expected(&|b| pe::sfixed64::encode(3, &-9, b)),
+            ),
+            (
+                Kind::Uint32,
+                "4000000000",
+                expected(&|b| pe::uint32::encode(3, &4_000_000_000, b)),
+            ),
+            (
+                Kind::Fixed32,
+                "7",
+                expected(&|b| pe::fixed32::encode(3, &7, b)),
+            ),
+            (
+                Kind::Uint64,
+                "18446744073709551615",
+                expected(&|b| pe::uint64::encode(3, &u64::MAX, b)),
+            ),
+            (
+                Kind::Fixed64,
+                "7",
+                expected(&|b| pe::fixed64::encode(3, &7, b)),
+            ),
+            (
+                Kind::Float,
+                "1.5",
+                expected(&|b| pe::float::encode(3, &1.5, b)),
+            ),
+            (
+                Kind::Double,
+                "-2.25",
+                expected(&|b| pe::double::encode(3, &-2.25, b)),
+            ),
+            (
+                Kind::Bool,
+                "true",
+                expected(&|b| pe::bool::encode(3, &true, b)),
+            ),
+            (
+                Kind::Bytes,
+                "AP8=",
+                expected(&|b| pe::bytes::encode(3, &vec![0u8, 255], b)),
+            ),
+        ];
+        for (kind, text, bytes) in cases {
+            assert_eq!(written(kind.clone(), text), bytes, "{kind:?} {text}");
+        }
+        let mut out = Vec::new();
+        assert_eq!(
+            write_value(&mut out, 3, &Kind::Int32, "3000000000"),
+            Err("\"3000000000\" is not a 32-bit integer".to_string())
+        );
     }
 
     #[test]

@@ -4,16 +4,18 @@
 
 pub mod codec;
 pub mod json;
+pub mod render;
 pub mod routes;
 pub mod template;
 
 use std::{collections::HashMap, time::Duration};
 
-use prost_reflect::{DescriptorPool, DynamicMessage};
+use bytes::Bytes;
+use prost_reflect::DescriptorPool;
 use tonic::{Status, metadata::MetadataMap};
 use tower::{BoxError, ServiceExt, util::BoxCloneSyncService};
 
-use self::{codec::DynamicCodec, routes::Route};
+use self::{codec::RawCodec, routes::Route};
 
 /// A gRPC transport to one service: a channel, or a server in this process.
 pub type Upstream = BoxCloneSyncService<
@@ -69,14 +71,15 @@ impl Upstreams {
         self.by_service.insert(service.to_string(), upstream);
     }
 
-    /// Calls the route's RPC with `message`.
+    /// Calls the route's RPC with `message` (protobuf-encoded); answers
+    /// the response's bytes.
     pub async fn call(
         &self,
         route: &Route,
-        message: DynamicMessage,
+        message: Vec<u8>,
         metadata: MetadataMap,
         timeout: Duration,
-    ) -> Result<DynamicMessage, Status> {
+    ) -> Result<Bytes, Status> {
         let transport = self.by_service.get(route.service_name()).ok_or_else(|| {
             Status::unimplemented(format!(
                 "{} is not reachable from the edge",
@@ -90,8 +93,9 @@ impl Upstreams {
         let mut request = tonic::Request::new(message);
         *request.metadata_mut() = metadata;
         request.set_timeout(timeout);
-        let codec = DynamicCodec::new(route.rpc.output());
-        let response = grpc.unary(request, route.grpc_path.clone(), codec).await?;
+        let response = grpc
+            .unary(request, route.grpc_path.clone(), RawCodec)
+            .await?;
         Ok(response.into_inner())
     }
 }

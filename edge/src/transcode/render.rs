@@ -74,10 +74,12 @@ impl<'a> Fields<'a> {
         let mut entries = Vec::with_capacity(16);
         while !bytes.is_empty() {
             let key = decode_varint(&mut bytes).map_err(|_| "a malformed field key")?;
-            let number = u32::try_from(key >> 3)
+            // As protobuf reads keys: 32 bits at most, field numbers from 1.
+            let number = u32::try_from(key)
                 .ok()
+                .map(|key| key >> 3)
                 .filter(|&number| number != 0)
-                .ok_or("a field number out of range")?;
+                .ok_or("a field key out of range")?;
             let value = match key & 7 {
                 0 => Wire::Varint(decode_varint(&mut bytes).map_err(|_| "a malformed varint")?),
                 1 => {
@@ -144,9 +146,14 @@ fn merged<'a>(entries: &[Entry<'a>]) -> Result<Cow<'a, [u8]>, &'static str> {
         (None, _) => Ok(Cow::Borrowed(&[])),
         (Some(only), 1) => Ok(Cow::Borrowed(only?)),
         (Some(first), _) => {
-            let mut all = first?.to_vec();
+            // Each part must read on its own: a field may not straddle two.
+            let first = first?;
+            Fields::parse(first)?;
+            let mut all = first.to_vec();
             for part in parts {
-                all.extend_from_slice(part?);
+                let part = part?;
+                Fields::parse(part)?;
+                all.extend_from_slice(part);
             }
             Ok(Cow::Owned(all))
         }
@@ -191,18 +198,18 @@ impl Serialize for WireMessage<'_, '_> {
                     },
                 )?;
             } else if let Some(last) = entries.last() {
+                let value = SingleValue {
+                    kind: field.kind(),
+                    entries,
+                };
                 if let Some(oneof) = field.containing_oneof()
                     && !fields.wins_oneof(&oneof, last.position)
                 {
+                    // Not shown, but it must still read as its type.
+                    check::<_, S::Error>(&value)?;
                     continue;
                 }
-                map.serialize_entry(
-                    name,
-                    &SingleValue {
-                        kind: field.kind(),
-                        entries,
-                    },
-                )?;
+                map.serialize_entry(name, &value)?;
             } else if !field.supports_presence() {
                 map.serialize_entry(
                     name,
@@ -215,6 +222,15 @@ impl Serialize for WireMessage<'_, '_> {
         }
         map.end()
     }
+}
+
+/// Renders `value` into nothing: for values that are not shown (a oneof's
+/// overwritten member, a map key's earlier value) but must be well-formed,
+/// as protobuf decoders refuse the whole message otherwise.
+fn check<T: Serialize, E: serde::ser::Error>(value: &T) -> Result<(), E> {
+    value
+        .serialize(&mut serde_json::Serializer::new(std::io::sink()))
+        .map_err(E::custom)
 }
 
 /// A singular field: its last value, a merged message, or (no entries) the
@@ -234,10 +250,11 @@ impl Serialize for SingleValue<'_, '_> {
             }
             .serialize(serializer);
         }
-        let scalar = match self.entries.last() {
-            Some(entry) => Scalar::from_wire(&self.kind, entry.value).map_err(S::Error::custom)?,
-            None => Scalar::default_of(&self.kind),
-        };
+        // The last value counts, but every one must read as the field's type.
+        let mut scalar = Scalar::default_of(&self.kind);
+        for entry in self.entries {
+            scalar = Scalar::from_wire(&self.kind, entry.value).map_err(S::Error::custom)?;
+        }
         scalar.serialize(&self.kind, serializer)
     }
 }
@@ -334,12 +351,14 @@ impl Serialize for MapValue<'_, '_, '_> {
             .collect();
         let mut map = serializer.serialize_map(Some(last_of.len()))?;
         for (index, (key, fields)) in pairs.iter().enumerate() {
+            let value = SingleValue {
+                kind: value_kind.clone(),
+                entries: fields.of(2),
+            };
             if last_of.get(key.as_ref()) == Some(&index) {
-                let value = SingleValue {
-                    kind: value_kind.clone(),
-                    entries: fields.of(2),
-                };
                 map.serialize_entry(key.as_ref(), &value)?;
+            } else {
+                check::<_, S::Error>(&value)?;
             }
         }
         map.end()
@@ -487,14 +506,27 @@ mod tests {
     }
 
     /// What `DynamicMessage` renders for `bytes`: the rendering to match.
-    fn by_dynamic_message(descriptor: &MessageDescriptor, bytes: &[u8]) -> serde_json::Value {
-        DynamicMessage::decode(descriptor.clone(), bytes)
-            .expect("decodes")
+    /// What `DynamicMessage` renders for `bytes`, as text read back (so
+    /// both sides' floats go through the same parser): the rendering to
+    /// match. `None` when it does not decode, or does not render (a
+    /// Duration out of range).
+    fn rendered_by_dynamic_message(
+        descriptor: &MessageDescriptor,
+        bytes: &[u8],
+    ) -> Option<serde_json::Value> {
+        let message = DynamicMessage::decode(descriptor.clone(), bytes).ok()?;
+        let mut out = Vec::new();
+        message
             .serialize_with_options(
-                serde_json::value::Serializer,
+                &mut serde_json::Serializer::new(&mut out),
                 &admesh_proto::json::options(),
             )
-            .expect("renders")
+            .ok()?;
+        serde_json::from_slice(&out).ok()
+    }
+
+    fn by_dynamic_message(descriptor: &MessageDescriptor, bytes: &[u8]) -> serde_json::Value {
+        rendered_by_dynamic_message(descriptor, bytes).expect("decodes and renders")
     }
 
     fn direct(descriptor: &MessageDescriptor, bytes: &[u8]) -> serde_json::Value {
@@ -736,5 +768,62 @@ mod tests {
         let rendered: serde_json::Value = serde_json::from_slice(&json).expect("json");
         assert_eq!(rendered["ageRange"]["min"], 30);
         assert!(rendered.get("name").is_none());
+    }
+
+    /// A change to valid bytes: set a byte, cut the end, repeat a stretch.
+    #[derive(Clone, Debug)]
+    enum Mutation {
+        Set(usize, u8),
+        Cut(usize),
+        Repeat(usize, usize),
+    }
+
+    fn mutation() -> impl proptest::strategy::Strategy<Value = Mutation> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (any::<usize>(), any::<u8>()).prop_map(|(at, byte)| Mutation::Set(at, byte)),
+            any::<usize>().prop_map(Mutation::Cut),
+            (any::<usize>(), 1..40usize).prop_map(|(at, len)| Mutation::Repeat(at, len)),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+        #[test]
+        fn damaged_bytes_render_as_dynamic_message_renders_them_or_are_refused_as_it_refuses_them(
+            pick in proptest::prelude::any::<usize>(),
+            filled in proptest::prelude::any::<bool>(),
+            mutations in proptest::collection::vec(mutation(), 1..4),
+        ) {
+            let messages: Vec<MessageDescriptor> = pool()
+                .all_messages()
+                .filter(|message| !message.is_map_entry() && !is_well_known(message))
+                .collect();
+            let descriptor = &messages[pick % messages.len()];
+            let message = if filled { full(descriptor, 2) } else { DynamicMessage::new(descriptor.clone()) };
+            let mut bytes = message.encode_to_vec();
+            for change in mutations {
+                let len = bytes.len().max(1);
+                match change {
+                    Mutation::Set(at, byte) => {
+                        if let Some(slot) = bytes.get_mut(at % len) {
+                            *slot = byte;
+                        }
+                    }
+                    Mutation::Cut(at) => bytes.truncate(at % len),
+                    Mutation::Repeat(at, stretch) => {
+                        let start = at % len;
+                        let end = (start + stretch).min(bytes.len());
+                        let copy = bytes.get(start..end).unwrap_or_default().to_vec();
+                        bytes.splice(start..start, copy);
+                    }
+                }
+            }
+            let expected = rendered_by_dynamic_message(descriptor, &bytes);
+            let rendered = to_json(descriptor, &bytes)
+                .ok()
+                .map(|json| serde_json::from_slice::<serde_json::Value>(&json).expect("valid JSON"));
+            proptest::prop_assert_eq!(rendered, expected, "{}", descriptor.full_name());
+        }
     }
 }

@@ -3,7 +3,12 @@
 
 use std::collections::HashSet;
 
-use admesh_common::{Database, db::statement_chunks, events::StreamEntry, on_pool};
+use admesh_common::{
+    Database,
+    db::{BeginWrite, statement_chunks},
+    events::StreamEntry,
+    on_pool,
+};
 use admesh_proto::analytics::v1::EventType;
 use anyhow::Context;
 
@@ -210,7 +215,7 @@ impl AnalyticsStore {
         let offered = (impressions.len() + clicks.len()) as u64;
         let database = &self.database;
         on_pool!(database, pool => {
-            let mut tx = pool.begin().await.context("begin analytics batch")?;
+            let mut tx = pool.begin_write().await.context("begin analytics batch")?;
             let mut counted = Vec::new();
 
             // Impressions first, so clicks in the same batch find them.

@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use admesh_common::{Database, on_pool, time::now_millis};
+use admesh_common::{Database, db::BeginWrite, on_pool, time::now_millis};
 
 use crate::campaign::{
     Ad, AgeRange, Campaign, CampaignStatus, PersistedSpend, Targeting, device_type_name,
@@ -237,7 +237,7 @@ impl CampaignStore {
 
     async fn insert_rows(&self, campaigns: &[Campaign]) -> anyhow::Result<Vec<i64>> {
         on_pool!(&self.database, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let (mut next_seq,): (i64,) =
                 sqlx::query_as("SELECT COALESCE(MAX(created_seq), 0) + 1 FROM campaigns")
                     .fetch_one(&mut *tx)
@@ -279,7 +279,7 @@ impl CampaignStore {
     /// ads no longer listed are removed).
     pub async fn update(&self, campaign: &Campaign) -> anyhow::Result<()> {
         on_pool!(&self.database, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "UPDATE campaigns SET name = $1, advertiser_id = $2, status = $3, bid_price = $4, \
                  daily_budget = $5, lifetime_budget = $6, start_time = $7, end_time = $8, \

@@ -225,6 +225,38 @@ pub fn statement_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
+/// Starts a transaction that writes. On SQLite it takes the write lock at
+/// once (`BEGIN IMMEDIATE`), waiting out the busy timeout if another
+/// connection holds it: a deferred transaction that reads before it
+/// writes fails at once with "database is locked" when another connection
+/// committed after its read began, as SQLite cannot wait there.
+pub trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = sqlx::Result<sqlx::Transaction<'static, Self::Db>>> + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = sqlx::Result<sqlx::Transaction<'static, Self::Db>>> + Send
+    {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = sqlx::Result<sqlx::Transaction<'static, Self::Db>>> + Send
+    {
+        self.begin()
+    }
+}
+
 /// Runs the same sqlx expression against whichever pool `database` holds:
 /// `on_pool!(db, pool => sqlx::query("…").bind(x).execute(pool).await)`.
 /// Both dialects share table and column names, and `$1`-style parameters
@@ -297,6 +329,60 @@ mod checkpoint_tests {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod write_transaction_tests {
+    use super::*;
+    use sqlx::{ConnectOptions, Connection};
+
+    /// A write transaction holds SQLite's write lock from its start: it may
+    /// read, then write, and no other connection commits in between (which
+    /// would fail its write at once with "database is locked").
+    #[tokio::test]
+    async fn a_write_transaction_takes_the_lock_before_it_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("write.db").display());
+        let Database::Sqlite(pool) = Database::connect_lazy(&url, 2).expect("pool") else {
+            panic!("a sqlite URL gives a SQLite pool");
+        };
+        sqlx::query("CREATE TABLE rows (n INTEGER NOT NULL)")
+            .execute(&pool)
+            .await
+            .expect("create");
+        let mut other = SqliteConnectOptions::from_str(&url)
+            .expect("url")
+            .busy_timeout(Duration::ZERO)
+            .connect()
+            .await
+            .expect("a second connection");
+
+        let mut transaction = pool.begin_write().await.expect("begin");
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM rows")
+            .fetch_one(&mut *transaction)
+            .await
+            .expect("read");
+        let meanwhile = sqlx::query("INSERT INTO rows (n) VALUES (2)")
+            .execute(&mut other)
+            .await;
+        assert!(
+            meanwhile.is_err(),
+            "another connection wrote inside the transaction"
+        );
+        sqlx::query("INSERT INTO rows (n) VALUES ($1)")
+            .bind(count + 1)
+            .execute(&mut *transaction)
+            .await
+            .expect("the write after the read");
+        transaction.commit().await.expect("commit");
+
+        sqlx::query("INSERT INTO rows (n) VALUES (2)")
+            .execute(&mut other)
+            .await
+            .expect("the other connection writes once the lock is free");
+        other.close().await.expect("close");
         pool.close().await;
     }
 }

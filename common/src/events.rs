@@ -17,7 +17,11 @@ use prost::Message;
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{
-    Database, Redis, db::statement_chunks, on_pool, runner::ServiceContext, time::now_millis,
+    Database, Redis,
+    db::{BeginWrite, statement_chunks},
+    on_pool,
+    runner::ServiceContext,
+    time::now_millis,
 };
 
 /// The Redis Stream key and its consumer group.
@@ -489,7 +493,7 @@ impl EventStream for SqlEventStream {
         }
         let now = now_millis();
         on_pool!(&self.database, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for chunk in events.chunks(EVENTS_PER_ENTRY) {
                 sqlx::query("INSERT INTO event_stream (payload, appended_at, batched) VALUES ($1, $2, $3)")
                     .bind(encode_batch(chunk))
@@ -552,7 +556,7 @@ impl EventStream for SqlEventStream {
             .collect::<Result<Vec<_>, _>>()
             .context("acknowledging an id that is not from this stream")?;
         on_pool!(&self.database, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for chunk in statement_chunks(&seqs) {
                 let sql = format!(
                     "DELETE FROM event_stream WHERE seq IN {}",

@@ -3,7 +3,11 @@
 //! upserts that keep the highest `version`, so batches may be merged and
 //! replayed without moving a job backwards.
 
-use admesh_common::{Database, db::statement_chunks, on_pool};
+use admesh_common::{
+    Database,
+    db::{BeginWrite, statement_chunks},
+    on_pool,
+};
 use anyhow::Context;
 use sqlx::FromRow;
 
@@ -609,7 +613,7 @@ async fn write_sqlite(
     batch: &WriteBatch,
     upsert_tail: &str,
 ) -> anyhow::Result<()> {
-    let mut transaction = pool.begin().await.context("begin job write")?;
+    let mut transaction = pool.begin_write().await.context("begin job write")?;
     let tail = format!(" {upsert_tail}");
     let into_jobs = format!("INSERT INTO ad_jobs ({JOB_COLUMNS}) VALUES");
     insert_in_chunks(
@@ -683,7 +687,7 @@ async fn write_postgres(
     batch: &WriteBatch,
     upsert_tail: &str,
 ) -> anyhow::Result<()> {
-    let mut transaction = pool.begin().await.context("begin job write")?;
+    let mut transaction = pool.begin_write().await.context("begin job write")?;
     if !batch.jobs.is_empty() {
         let rows: Vec<JobRow> = batch.jobs.iter().map(JobRow::of).collect();
         let sql = format!(

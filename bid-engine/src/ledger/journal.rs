@@ -7,7 +7,11 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use admesh_common::{Database, db::statement_chunks, on_pool};
+use admesh_common::{
+    Database,
+    db::{BeginWrite, statement_chunks},
+    on_pool,
+};
 
 /// Totals after a charge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,7 +115,7 @@ impl SpendJournal {
         let spend: Vec<(&Arc<str>, &SpendTotals)> = pending.spend.iter().collect();
         let frequency: Vec<_> = pending.frequency.iter().collect();
         on_pool!(&self.database, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for chunk in statement_chunks(&spend) {
                 let sql = format!(
                     "INSERT INTO campaign_daily_spend (campaign_id, day, spent, impressions) VALUES {} \
@@ -190,7 +194,7 @@ impl SpendJournal {
         lifetime: Option<i64>,
     ) -> anyhow::Result<()> {
         on_pool!(&self.database, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO campaign_daily_spend (campaign_id, day, spent, impressions, reserved) \
                  VALUES ($1, $2, 0, 0, $3) \
@@ -222,7 +226,7 @@ impl SpendJournal {
     /// Only the embedded profile reserves; it is the only writer.
     pub async fn release_reservations(&self) -> anyhow::Result<()> {
         on_pool!(&self.database, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query("UPDATE campaign_daily_spend SET reserved = spent WHERE reserved > spent")
                 .execute(&mut *tx)
                 .await?;

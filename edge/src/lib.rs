@@ -200,32 +200,9 @@ async fn transcode_call(
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
-    let segments = split_path(path).ok_or_else(|| {
-        ApiError::new(
-            Code::InvalidArgument,
-            "the path is not valid percent-encoded UTF-8",
-        )
-    })?;
-    let (route, bindings) = match gateway.routes.lookup(&parts.method, path, &segments) {
-        Lookup::Found(route, bindings) => (route.clone(), bindings),
-        Lookup::MethodNotAllowed(allowed) => {
-            let allowed: Vec<&str> = allowed.iter().map(Method::as_str).collect();
-            return Err(ApiError::new(
-                Code::Unimplemented,
-                format!(
-                    "{} is not allowed on {path}; use {}",
-                    parts.method,
-                    allowed.join(", ")
-                ),
-            )
-            .with_status(StatusCode::METHOD_NOT_ALLOWED));
-        }
-        Lookup::NotFound => {
-            return Err(ApiError::new(
-                Code::NotFound,
-                format!("no route for {} {path}", parts.method),
-            ));
-        }
+    let (route, bindings) = match gateway.routes.literal(&parts.method, path) {
+        Some(route) => (route.clone(), Vec::new()),
+        None => find_route(&gateway.routes, &parts.method, path)?,
     };
 
     // Public routes ignore credentials that do not check out, rather than
@@ -288,6 +265,38 @@ async fn transcode_call(
         .await
         .map_err(|status| ApiError::from_status(&status))?;
     respond(&route, &reply)
+}
+
+/// The route of a path with variables (or none): decodes the path first.
+fn find_route(
+    routes: &RouteTable,
+    method: &Method,
+    path: &str,
+) -> Result<(Arc<Route>, Vec<transcode::template::Binding>), ApiError> {
+    let segments = split_path(path).ok_or_else(|| {
+        ApiError::new(
+            Code::InvalidArgument,
+            "the path is not valid percent-encoded UTF-8",
+        )
+    })?;
+    match routes.lookup(method, path, &segments) {
+        Lookup::Found(route, bindings) => Ok((route.clone(), bindings)),
+        Lookup::MethodNotAllowed(allowed) => {
+            let allowed: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+            Err(ApiError::new(
+                Code::Unimplemented,
+                format!(
+                    "{method} is not allowed on {path}; use {}",
+                    allowed.join(", ")
+                ),
+            )
+            .with_status(StatusCode::METHOD_NOT_ALLOWED))
+        }
+        Lookup::NotFound => Err(ApiError::new(
+            Code::NotFound,
+            format!("no route for {method} {path}"),
+        )),
+    }
 }
 
 fn respond(route: &Route, reply: &[u8]) -> Result<Response, ApiError> {

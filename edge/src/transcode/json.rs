@@ -2,6 +2,8 @@
 //! for path variables and query parameters. Every error names the field or
 //! parameter at fault.
 
+use std::borrow::Cow;
+
 use prost::{
     Message,
     encoding::{WireType, encode_key, encode_varint},
@@ -139,7 +141,7 @@ fn apply_query(route: &Route, out: &mut Vec<u8>, query: &str) -> Result<(), BadR
         // `attributes[plan]=gold` sets one entry of a map field.
         let (path_text, map_key) = match name.strip_suffix(']').and_then(|n| n.split_once('[')) {
             Some((field, key)) => (field, Some(key)),
-            None => (name.as_str(), None),
+            None => (name.as_ref(), None),
         };
         let fields = resolve_fields(&input, path_text.split('.'))
             .ok_or_else(|| BadRequest(format!("unknown query parameter {name}")))?;
@@ -179,8 +181,13 @@ fn resolve_fields<'n>(
     (!fields.is_empty()).then_some(fields)
 }
 
-fn decode_query(text: &str) -> Option<String> {
-    decode(&text.replace('+', " "))
+/// A query name or value decoded (`+` is a space); borrowed when there is
+/// nothing to decode, as in most parameters.
+fn decode_query(text: &str) -> Option<Cow<'_, str>> {
+    if !text.bytes().any(|byte| byte == b'%' || byte == b'+') {
+        return Some(Cow::Borrowed(text));
+    }
+    decode(&text.replace('+', " ")).map(Cow::Owned)
 }
 
 /// Writes `text` into the field `fields` lead to (appends, for a repeated

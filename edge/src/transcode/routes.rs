@@ -144,15 +144,18 @@ impl RouteTable {
         self.routes.iter().find(|route| route.key == key)
     }
 
+    /// The route without path variables for `method` and the raw `path`:
+    /// most requests, found without decoding the path.
+    pub fn literal(&self, method: &Method, path: &str) -> Option<&Arc<Route>> {
+        let index = self.literal.get(method)?.get(path)?;
+        self.routes.get(*index)
+    }
+
     /// The route for `method` and the raw (still percent-encoded) `path`;
     /// `segments` are its decoded segments.
     pub fn lookup(&self, method: &Method, path: &str, segments: &[String]) -> Lookup<'_> {
-        if let Some(&index) = self
-            .literal
-            .get(method)
-            .and_then(|by_path| by_path.get(path))
-        {
-            return Lookup::Found(&self.routes[index], Vec::new());
+        if let Some(route) = self.literal(method, path) {
+            return Lookup::Found(route, Vec::new());
         }
         for &index in &self.patterned {
             let route = &self.routes[index];

@@ -15,7 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use admesh_common::{Database, MeshConfig, ServiceContext};
-use admesh_loadgen::{driver::request, echo::EchoTwoHop, mesh::ServePath};
+use admesh_loadgen::{cpu::CpuTimes, driver::request, echo::EchoTwoHop, mesh::ServePath};
 use admesh_proto::adserver::v1::{ServeRequest, ad_server_client::AdServerClient};
 use axum::{Json, Router, extract::Query, extract::State, routing::get};
 use clap::Parser;
@@ -174,6 +174,10 @@ struct WrkResult {
     p50_ms: f64,
     p99_ms: f64,
     non_2xx: u64,
+    requests: u64,
+    /// CPU per request of this process (the servers) and of wrk, in µs.
+    server_cpu_us: f64,
+    wrk_cpu_us: f64,
 }
 
 fn parse_latency(text: &str) -> Option<f64> {
@@ -195,11 +199,15 @@ fn parse_wrk(output: &str) -> anyhow::Result<WrkResult> {
         p50_ms: 0.0,
         p99_ms: 0.0,
         non_2xx: 0,
+        requests: 0,
+        server_cpu_us: 0.0,
+        wrk_cpu_us: 0.0,
     };
     for line in output.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["Requests/sec:", value] => result.requests_per_sec = value.parse()?,
+            [count, "requests", "in", ..] => result.requests = count.parse()?,
             ["50%", value] => result.p50_ms = parse_latency(value).unwrap_or(0.0),
             ["99%", value] => result.p99_ms = parse_latency(value).unwrap_or(0.0),
             ["Non-2xx", "or", "3xx", "responses:", value] => result.non_2xx = value.parse()?,
@@ -227,16 +235,22 @@ async fn run_wrk(
         .arg("-s")
         .arg(script)
         .arg(format!("http://{address}"));
+    let before = CpuTimes::now()?;
     // wrk runs for the whole measurement; keep it off the runtime's workers.
     let output = tokio::task::spawn_blocking(move || command.output())
         .await?
         .map_err(|error| anyhow::anyhow!("running wrk (apt-get install wrk): {error}"))?;
+    let used = CpuTimes::now()?.since(before);
     anyhow::ensure!(
         output.status.success(),
         "wrk failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    parse_wrk(&String::from_utf8_lossy(&output.stdout))
+    let mut result = parse_wrk(&String::from_utf8_lossy(&output.stdout))?;
+    let requests = result.requests.max(1) as f64;
+    result.server_cpu_us = used.process * 1e6 / requests;
+    result.wrk_cpu_us = used.children * 1e6 / requests;
+    Ok(result)
 }
 
 fn median(values: &mut [WrkResult]) -> WrkResult {
@@ -294,10 +308,12 @@ async fn main() -> anyhow::Result<()> {
             }
             let result = run_wrk(&args, &script, address).await?;
             eprintln!(
-                "round {} {name}: {:.0} req/s, p99 {:.2} ms",
+                "round {} {name}: {:.0} req/s, p99 {:.2} ms, CPU {:.1} µs/req (+ wrk {:.1})",
                 round + 1,
                 result.requests_per_sec,
-                result.p99_ms
+                result.p99_ms,
+                result.server_cpu_us,
+                result.wrk_cpu_us
             );
             results[which].push(result);
         }
@@ -314,20 +330,31 @@ async fn main() -> anyhow::Result<()> {
         "\n{} campaigns, wrk -t{} -c{}, {} s per measurement, median of {} rounds\n",
         args.campaigns, args.threads, args.connections, args.seconds, args.rounds
     );
-    println!("| target | req/s | p50 ms | p99 ms | non-2xx |");
-    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| target | req/s | p50 ms | p99 ms | non-2xx | CPU µs/req (servers) | CPU µs/req (wrk) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for ((name, _), result) in targets.iter().zip(&medians) {
         println!(
-            "| {name} | {:.0} | {:.2} | {:.2} | {} |",
-            result.requests_per_sec, result.p50_ms, result.p99_ms, result.non_2xx
+            "| {name} | {:.0} | {:.2} | {:.2} | {} | {:.1} | {:.1} |",
+            result.requests_per_sec,
+            result.p50_ms,
+            result.p99_ms,
+            result.non_2xx,
+            result.server_cpu_us,
+            result.wrk_cpu_us
         );
     }
     let bare_median = medians[0];
+    let all_cpu = |result: &WrkResult| result.server_cpu_us + result.wrk_cpu_us;
     for ((name, _), result) in targets.iter().zip(&medians).skip(1) {
         println!(
-            "\n{name} / bare: throughput {:.2}×, p99 {:.2}×",
+            "\n{name} / bare: throughput {:.2}×, p99 {:.2}×; CPU per request {:.2}× \
+             (servers and wrk; bare's per request over this one's: {:.2}×)",
             result.requests_per_sec / bare_median.requests_per_sec,
-            result.p99_ms / bare_median.p99_ms
+            result.p99_ms / bare_median.p99_ms,
+            all_cpu(result) / all_cpu(&bare_median),
+            all_cpu(&bare_median) / all_cpu(result),
         );
     }
     stop.cancel();

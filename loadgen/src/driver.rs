@@ -11,6 +11,8 @@ use admesh_bid_engine::synthetic::{COUNTRIES, DEVICES, INTERESTS};
 use admesh_proto::adserver::v1::{ServeRequest, ad_server_client::AdServerClient};
 use hdrhistogram::Histogram;
 
+use crate::cpu::CpuTimes;
+
 /// The n-th request of a deterministic mix of users and contexts.
 pub fn request(n: u64) -> ServeRequest {
     let i = n as usize;
@@ -34,6 +36,9 @@ pub struct Measurement {
     pub errors: u64,
     elapsed: Duration,
     histogram: Histogram<u64>,
+    /// This process's CPU (clients and servers alike) over the measured
+    /// window, in seconds.
+    cpu_seconds: f64,
 }
 
 /// The figures of one measurement (or the median of several).
@@ -44,6 +49,9 @@ pub struct Summary {
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub errors: u64,
+    /// CPU of the whole process per request: steadier than throughput on a
+    /// shared machine.
+    pub cpu_us_per_request: f64,
 }
 
 impl Measurement {
@@ -59,6 +67,7 @@ impl Measurement {
             p99_ms: ms(0.99),
             p999_ms: ms(0.999),
             errors: self.errors,
+            cpu_us_per_request: self.cpu_seconds * 1e6 / self.requests.max(1) as f64,
         }
     }
 
@@ -76,6 +85,7 @@ impl Measurement {
             p99_ms: median_of(|s| s.p99_ms),
             p999_ms: median_of(|s| s.p999_ms),
             errors: summaries.iter().map(|s| s.errors).sum(),
+            cpu_us_per_request: median_of(|s| s.cpu_us_per_request),
         }
     }
 }
@@ -98,6 +108,12 @@ pub async fn drive(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let start = Instant::now() + warmup;
     let end = start + duration;
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(start.into()).await;
+        let before = CpuTimes::now()?;
+        tokio::time::sleep_until(end.into()).await;
+        anyhow::Ok(CpuTimes::now()?.since(before).process)
+    });
     let mut workers = Vec::with_capacity(in_flight);
     for worker in 0..in_flight {
         let mut client = AdServerClient::new(channels[worker % connections].clone());
@@ -129,6 +145,7 @@ pub async fn drive(
         errors: 0,
         elapsed: duration,
         histogram: new_histogram()?,
+        cpu_seconds: 0.0,
     };
     for worker in workers {
         let (requests, errors, histogram) = worker.await??;
@@ -136,5 +153,6 @@ pub async fn drive(
         total.errors += errors;
         total.histogram.add(histogram)?;
     }
+    total.cpu_seconds = cpu.await??;
     Ok(total)
 }

@@ -124,8 +124,8 @@ async fn main() -> anyhow::Result<()> {
         "\n{profile} profile, {} campaigns, {} connections, {} s per measurement, median of {} rounds\n",
         args.campaigns, args.connections, args.seconds, args.rounds
     );
-    println!("| target | in flight | req/s | p50 ms | p99 ms | p99.9 ms | errors |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| target | in flight | req/s | p50 ms | p99 ms | p99.9 ms | errors | CPU µs/req |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut medians = Vec::new();
     for (name, in_flight, measurements) in &results {
         if measurements.is_empty() {
@@ -133,8 +133,13 @@ async fn main() -> anyhow::Result<()> {
         }
         let median = Measurement::median(measurements);
         println!(
-            "| {name} | {in_flight} | {:.0} | {:.3} | {:.3} | {:.3} | {} |",
-            median.throughput, median.p50_ms, median.p99_ms, median.p999_ms, median.errors
+            "| {name} | {in_flight} | {:.0} | {:.3} | {:.3} | {:.3} | {} | {:.1} |",
+            median.throughput,
+            median.p50_ms,
+            median.p99_ms,
+            median.p999_ms,
+            median.errors,
+            median.cpu_us_per_request
         );
         medians.push((*in_flight, median));
     }
@@ -142,9 +147,11 @@ async fn main() -> anyhow::Result<()> {
     for pair in medians.chunks(2) {
         if let [(in_flight, echo), (_, serve)] = pair {
             println!(
-                "@{in_flight} in flight: Serve/echo throughput {:.2}×, p99 {:.2}× the echo's",
+                "@{in_flight} in flight: Serve/echo throughput {:.2}×, p99 {:.2}× the echo's; \
+                 CPU per request, the echo's over Serve's: {:.2}×",
                 serve.throughput / echo.throughput,
-                serve.p99_ms / echo.p99_ms
+                serve.p99_ms / echo.p99_ms,
+                echo.cpu_us_per_request / serve.cpu_us_per_request
             );
         }
     }

@@ -259,24 +259,10 @@ fn write_len(out: &mut Vec<u8>, number: u32, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-fn write_varint(out: &mut Vec<u8>, number: u32, value: u64) {
-    encode_key(number, WireType::Varint, out);
-    encode_varint(value, out);
-}
-
-fn write_fixed32(out: &mut Vec<u8>, number: u32, value: u32) {
-    encode_key(number, WireType::ThirtyTwoBit, out);
-    out.extend_from_slice(&value.to_le_bytes());
-}
-
-fn write_fixed64(out: &mut Vec<u8>, number: u32, value: u64) {
-    encode_key(number, WireType::SixtyFourBit, out);
-    out.extend_from_slice(&value.to_le_bytes());
-}
-
-/// A path or query value written as field `number` of `kind`. Negative
-/// 32-bit values are sign-extended to ten bytes, as protobuf writes them.
+/// A path or query value written as field `number` of `kind`, by prost's
+/// encoder for that kind.
 fn write_value(out: &mut Vec<u8>, number: u32, kind: &Kind, text: &str) -> Result<(), String> {
+    use prost::encoding as pe;
     let wrong = |what: &str| format!("{text:?} is not {what}");
     let int32 = || text.parse::<i32>().map_err(|_| wrong("a 32-bit integer"));
     let int64 = || text.parse::<i64>().map_err(|_| wrong("a 64-bit integer"));
@@ -291,37 +277,27 @@ fn write_value(out: &mut Vec<u8>, number: u32, kind: &Kind, text: &str) -> Resul
     match kind {
         Kind::String => write_len(out, number, text.as_bytes()),
         Kind::Bool => match text {
-            "true" | "1" => write_varint(out, number, 1),
-            "false" | "0" => write_varint(out, number, 0),
+            "true" | "1" => pe::bool::encode(number, &true, out),
+            "false" | "0" => pe::bool::encode(number, &false, out),
             _ => return Err(wrong("true or false")),
         },
-        Kind::Int32 => write_varint(out, number, i64::from(int32()?) as u64),
-        Kind::Sint32 => {
-            let value = int32()?;
-            write_varint(
-                out,
-                number,
-                u64::from(((value << 1) ^ (value >> 31)) as u32),
-            );
-        }
-        Kind::Sfixed32 => write_fixed32(out, number, int32()? as u32),
-        Kind::Int64 => write_varint(out, number, int64()? as u64),
-        Kind::Sint64 => {
-            let value = int64()?;
-            write_varint(out, number, ((value << 1) ^ (value >> 63)) as u64);
-        }
-        Kind::Sfixed64 => write_fixed64(out, number, int64()? as u64),
-        Kind::Uint32 => write_varint(out, number, u64::from(uint32()?)),
-        Kind::Fixed32 => write_fixed32(out, number, uint32()?),
-        Kind::Uint64 => write_varint(out, number, uint64()?),
-        Kind::Fixed64 => write_fixed64(out, number, uint64()?),
+        Kind::Int32 => pe::int32::encode(number, &int32()?, out),
+        Kind::Sint32 => pe::sint32::encode(number, &int32()?, out),
+        Kind::Sfixed32 => pe::sfixed32::encode(number, &int32()?, out),
+        Kind::Int64 => pe::int64::encode(number, &int64()?, out),
+        Kind::Sint64 => pe::sint64::encode(number, &int64()?, out),
+        Kind::Sfixed64 => pe::sfixed64::encode(number, &int64()?, out),
+        Kind::Uint32 => pe::uint32::encode(number, &uint32()?, out),
+        Kind::Fixed32 => pe::fixed32::encode(number, &uint32()?, out),
+        Kind::Uint64 => pe::uint64::encode(number, &uint64()?, out),
+        Kind::Fixed64 => pe::fixed64::encode(number, &uint64()?, out),
         Kind::Float => {
             let value: f32 = text.parse().map_err(|_| wrong("a number"))?;
-            write_fixed32(out, number, value.to_bits());
+            pe::float::encode(number, &value, out);
         }
         Kind::Double => {
             let value: f64 = text.parse().map_err(|_| wrong("a number"))?;
-            write_fixed64(out, number, value.to_bits());
+            pe::double::encode(number, &value, out);
         }
         Kind::Bytes => {
             use base64::Engine;
@@ -339,7 +315,7 @@ fn write_value(out: &mut Vec<u8>, number: u32, kind: &Kind, text: &str) -> Resul
                     descriptor.values().map(|v| v.name().to_string()).collect();
                 format!("{text:?} is not one of {}", names.join(", "))
             })?;
-            write_varint(out, number, i64::from(value) as u64);
+            pe::int32::encode(number, &value, out);
         }
         // Well-known types (Timestamp, Duration, wrappers) take their JSON
         // string form: `2026-01-01T00:00:00Z`, `1.5s`.

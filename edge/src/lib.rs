@@ -50,7 +50,6 @@ use crate::{
         Upstreams,
         json::{BadRequest, build_request, response_json},
         routes::{Answer, Lookup, Route, RouteTable},
-        template::split_path,
     },
 };
 
@@ -200,10 +199,7 @@ async fn transcode_call(
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
-    let (route, bindings) = match gateway.routes.literal(&parts.method, path) {
-        Some(route) => (route.clone(), Vec::new()),
-        None => find_route(&gateway.routes, &parts.method, path)?,
-    };
+    let (route, bindings) = find_route(&gateway.routes, &parts.method, path)?;
 
     // Public routes ignore credentials that do not check out, rather than
     // failing a page view over a stale token.
@@ -267,20 +263,18 @@ async fn transcode_call(
     respond(&route, &reply)
 }
 
-/// The route of a path with variables (or none): decodes the path first.
+/// The route for a request, or the error that answers it.
 fn find_route(
     routes: &RouteTable,
     method: &Method,
     path: &str,
 ) -> Result<(Arc<Route>, Vec<transcode::template::Binding>), ApiError> {
-    let segments = split_path(path).ok_or_else(|| {
-        ApiError::new(
+    match routes.lookup(method, path) {
+        Lookup::Found(route, bindings) => Ok((route.clone(), bindings)),
+        Lookup::BadPath => Err(ApiError::new(
             Code::InvalidArgument,
             "the path is not valid percent-encoded UTF-8",
-        )
-    })?;
-    match routes.lookup(method, path, &segments) {
-        Lookup::Found(route, bindings) => Ok((route.clone(), bindings)),
+        )),
         Lookup::MethodNotAllowed(allowed) => {
             let allowed: Vec<&str> = allowed.iter().map(Method::as_str).collect();
             Err(ApiError::new(

@@ -9,7 +9,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage, FieldDescriptor, MethodDescr
 
 use admesh_proto::google::api::{HttpRule, http_rule::Pattern};
 
-use super::template::{Binding, PathTemplate};
+use super::template::{Binding, PathTemplate, split_path};
 use crate::auth::Access;
 
 /// Where a route's request fields come from besides the path.
@@ -66,6 +66,8 @@ pub enum Lookup<'a> {
     /// The path exists for these other methods.
     MethodNotAllowed(Vec<Method>),
     NotFound,
+    /// The path is not valid percent-encoded UTF-8.
+    BadPath,
 }
 
 /// Every route, looked up by method and path.
@@ -144,19 +146,21 @@ impl RouteTable {
         self.routes.iter().find(|route| route.key == key)
     }
 
-    /// The route without path variables for `method` and the raw `path`:
-    /// most requests, found without decoding the path.
-    pub fn literal(&self, method: &Method, path: &str) -> Option<&Arc<Route>> {
-        let index = self.literal.get(method)?.get(path)?;
-        self.routes.get(*index)
-    }
-
-    /// The route for `method` and the raw (still percent-encoded) `path`;
-    /// `segments` are its decoded segments.
-    pub fn lookup(&self, method: &Method, path: &str, segments: &[String]) -> Lookup<'_> {
-        if let Some(route) = self.literal(method, path) {
-            return Lookup::Found(route, Vec::new());
+    /// The route for `method` and the raw (still percent-encoded) `path`.
+    /// Routes without variables (most requests) are found by the raw path;
+    /// only the others need it split and decoded.
+    pub fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
+        if let Some(&index) = self
+            .literal
+            .get(method)
+            .and_then(|by_path| by_path.get(path))
+        {
+            return Lookup::Found(&self.routes[index], Vec::new());
         }
+        let Some(segments) = split_path(path) else {
+            return Lookup::BadPath;
+        };
+        let segments = segments.as_slice();
         for &index in &self.patterned {
             let route = &self.routes[index];
             if route.method == *method
@@ -302,15 +306,14 @@ pub fn field_at(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transcode::{descriptor_pool, template::split_path};
+    use crate::transcode::descriptor_pool;
 
     fn table() -> RouteTable {
         RouteTable::from_pool(&descriptor_pool().expect("pool")).expect("routes")
     }
 
     fn resolve(table: &RouteTable, method: Method, path: &str) -> Option<(String, Vec<Binding>)> {
-        let segments = split_path(path).expect("path");
-        match table.lookup(&method, path, &segments) {
+        match table.lookup(&method, path) {
             Lookup::Found(route, bindings) => Some((route.rpc.full_name().to_string(), bindings)),
             _ => None,
         }
@@ -388,14 +391,16 @@ mod tests {
         let table = table();
         let (_, bindings) = resolve(&table, Method::GET, "/api/v1/ads/7").expect("route");
         assert_eq!(bindings, vec![(vec!["ad_id".to_string()], "7".to_string())]);
-        let segments = split_path("/api/v1/ads/batch").expect("path");
         assert!(matches!(
-            table.lookup(&Method::GET, "/api/v1/ads/batch", &segments),
+            table.lookup(&Method::GET, "/api/v1/ads/batch"),
             Lookup::Found(route, _) if route.rpc.name() == "GetAd"
         ));
-        let segments = split_path("/serve").expect("path");
         assert!(matches!(
-            table.lookup(&Method::DELETE, "/serve", &segments),
+            table.lookup(&Method::GET, "/api/v1/ads/%ff"),
+            Lookup::BadPath
+        ));
+        assert!(matches!(
+            table.lookup(&Method::DELETE, "/serve"),
             Lookup::MethodNotAllowed(methods) if methods == vec![Method::GET]
         ));
     }

@@ -197,27 +197,26 @@ impl Serialize for WireMessage<'_, '_> {
                         entries,
                     },
                 )?;
-            } else if let Some(last) = entries.last() {
+            } else {
                 let value = SingleValue {
                     kind: field.kind(),
                     entries,
                 };
-                if let Some(oneof) = field.containing_oneof()
-                    && !fields.wins_oneof(&oneof, last.position)
-                {
-                    // Not shown, but it must still read as its type.
-                    check::<_, S::Error>(&value)?;
-                    continue;
+                match entries.last() {
+                    // Absent: shown with its default unless presence is tracked.
+                    None if field.supports_presence() => {}
+                    None => map.serialize_entry(name, &value)?,
+                    // Overwritten by a later member of its oneof: not shown,
+                    // but it must still read as its type.
+                    Some(last)
+                        if field
+                            .containing_oneof()
+                            .is_some_and(|oneof| !fields.wins_oneof(&oneof, last.position)) =>
+                    {
+                        check::<_, S::Error>(&value)?;
+                    }
+                    Some(_) => map.serialize_entry(name, &value)?,
                 }
-                map.serialize_entry(name, &value)?;
-            } else if !field.supports_presence() {
-                map.serialize_entry(
-                    name,
-                    &SingleValue {
-                        kind: field.kind(),
-                        entries,
-                    },
-                )?;
             }
         }
         map.end()

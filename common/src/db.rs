@@ -3,7 +3,7 @@
 //! applied at start; both dialects define the same tables and columns, so
 //! queries written once run on either.
 
-use std::{str::FromStr, time::Duration};
+use std::{future::Future, str::FromStr, time::Duration};
 
 use anyhow::Context;
 use sqlx::{
@@ -232,27 +232,21 @@ pub fn statement_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
 /// committed after its read began, as SQLite cannot wait there.
 pub trait BeginWrite {
     type Db: sqlx::Database;
-    fn begin_write(
-        &self,
-    ) -> impl std::future::Future<Output = sqlx::Result<sqlx::Transaction<'static, Self::Db>>> + Send;
+    fn begin_write(&self) -> impl Future<Output = WriteTransaction<Self::Db>> + Send;
 }
+
+type WriteTransaction<Db> = sqlx::Result<sqlx::Transaction<'static, Db>>;
 
 impl BeginWrite for SqlitePool {
     type Db = sqlx::Sqlite;
-    fn begin_write(
-        &self,
-    ) -> impl std::future::Future<Output = sqlx::Result<sqlx::Transaction<'static, Self::Db>>> + Send
-    {
+    fn begin_write(&self) -> impl Future<Output = WriteTransaction<Self::Db>> + Send {
         self.begin_with("BEGIN IMMEDIATE")
     }
 }
 
 impl BeginWrite for PgPool {
     type Db = sqlx::Postgres;
-    fn begin_write(
-        &self,
-    ) -> impl std::future::Future<Output = sqlx::Result<sqlx::Transaction<'static, Self::Db>>> + Send
-    {
+    fn begin_write(&self) -> impl Future<Output = WriteTransaction<Self::Db>> + Send {
         self.begin()
     }
 }
@@ -292,6 +286,16 @@ mod placeholder_tests {
     }
 }
 
+/// A pool on a SQLite file at `file`, as the services open one; with its URL.
+#[cfg(test)]
+fn sqlite_pool_at(file: &std::path::Path) -> (SqlitePool, String) {
+    let url = format!("sqlite://{}", file.display());
+    let Database::Sqlite(pool) = Database::connect_lazy(&url, 2).expect("pool") else {
+        panic!("a sqlite URL gives a SQLite pool");
+    };
+    (pool, url)
+}
+
 #[cfg(test)]
 mod checkpoint_tests {
     use super::*;
@@ -302,10 +306,7 @@ mod checkpoint_tests {
     async fn the_wal_is_copied_into_the_database_beside_the_writers() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("checkpoint.db");
-        let url = format!("sqlite://{}", file.display());
-        let Database::Sqlite(pool) = Database::connect_lazy(&url, 2).expect("pool") else {
-            panic!("a sqlite URL gives a SQLite pool");
-        };
+        let (pool, _) = sqlite_pool_at(&file);
         sqlx::query("CREATE TABLE blobs (value BLOB NOT NULL)")
             .execute(&pool)
             .await
@@ -344,10 +345,7 @@ mod write_transaction_tests {
     #[tokio::test]
     async fn a_write_transaction_takes_the_lock_before_it_reads() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("write.db").display());
-        let Database::Sqlite(pool) = Database::connect_lazy(&url, 2).expect("pool") else {
-            panic!("a sqlite URL gives a SQLite pool");
-        };
+        let (pool, url) = sqlite_pool_at(&dir.path().join("write.db"));
         sqlx::query("CREATE TABLE rows (n INTEGER NOT NULL)")
             .execute(&pool)
             .await

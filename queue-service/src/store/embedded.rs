@@ -51,6 +51,17 @@ fn priority_key(job: &Job) -> (Reverse<u8>, i64, String) {
     (Reverse(job.priority), job.queued_at, job.id.clone())
 }
 
+/// [`priority_key`] borrowed, to compare jobs without copying ids.
+fn priority_order(job: &Job) -> (Reverse<u8>, i64, &str) {
+    (Reverse(job.priority), job.queued_at, &job.id)
+}
+
+/// A job's key in [`State::by_deadline`]: starvation deadline, then
+/// arrival, then id.
+fn deadline_key(job: &Job) -> (i64, i64, String) {
+    (deadline(&job.queued_view()), job.queued_at, job.id.clone())
+}
+
 /// A priority's slot in [`State::dispatchable`]: priorities are checked
 /// to be 1–5 on the way in; anything else counts as 5 rather than panic.
 fn priority_slot(priority: u8) -> usize {
@@ -97,8 +108,7 @@ impl State {
         if self.by_priority.insert(priority_key(job)) {
             self.dispatchable[priority_slot(job.priority)] += 1;
         }
-        self.by_deadline
-            .insert((deadline(&job.queued_view()), job.queued_at, job.id.clone()));
+        self.by_deadline.insert(deadline_key(job));
     }
 
     fn unindex(&mut self, job: &Job) {
@@ -106,8 +116,7 @@ impl State {
         if self.by_priority.remove(&priority_key(job)) {
             self.dispatchable[priority_slot(job.priority)] -= 1;
         }
-        self.by_deadline
-            .remove(&(deadline(&job.queued_view()), job.queued_at, id.clone()));
+        self.by_deadline.remove(&deadline_key(job));
         if let Some(due) = job.not_before {
             self.delayed.remove(&(due, id.clone()));
         }
@@ -215,7 +224,7 @@ impl State {
                     let is_ahead = self
                         .jobs
                         .get(id)
-                        .is_some_and(|other| priority_key(other) < key);
+                        .is_some_and(|other| priority_order(other) < priority_order(job));
                     (all + 1, ahead + usize::from(is_ahead))
                 })
         } else {

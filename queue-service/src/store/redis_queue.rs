@@ -945,7 +945,6 @@ impl QueueStore for RedisQueue {
         let order = self.ordered_ids(now).await?;
         let jobs = self.read_jobs(&order).await?;
         let mut outcome = PriorityChangeOutcome::default();
-        let mut writes = Vec::new();
         let mut changed = Vec::new();
         for id in &order {
             let Some(job) = jobs.get(id) else { continue };
@@ -954,21 +953,15 @@ impl QueueStore for RedisQueue {
             }
             if !dry_run {
                 let transition = transitions::reprioritize(job.clone(), new_priority, cause, now);
-                writes.push(Write::new(job.version, transition.0.clone()));
-                changed.push(transition);
+                changed.push((job.version, transition));
             }
         }
-        if !writes.is_empty() {
-            let written = self.compare_and_set(&writes, now).await?;
-            let landed: Vec<Transition> = changed
-                .into_iter()
-                .zip(written.ok)
-                .filter_map(|(transition, ok)| ok.then_some(transition))
-                .collect();
+        if !changed.is_empty() {
+            let attempted = changed.len();
+            let (landed, outbox) = self.write_transitions(changed, HeldIn::ALL, now).await?;
             // A job leased meanwhile kept its priority; it is not counted.
-            let lost = writes.len() - landed.len();
-            outcome.changed -= lost as u64;
-            self.mirror(landed, written.outbox).await?;
+            outcome.changed -= (attempted - landed.len()) as u64;
+            self.mirror(landed, outbox).await?;
         }
         Ok(outcome)
     }

@@ -104,15 +104,6 @@ impl Queue {
     }
 }
 
-/// A connection to the test Redis, to look at a cluster queue's keys.
-async fn redis_connection() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(support::redis_url())
-        .expect("redis")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection")
-}
-
 fn ad(title: &str, family: &str, priority: i32) -> pb::SubmitAdRequest {
     pb::SubmitAdRequest {
         title: title.into(),
@@ -166,6 +157,18 @@ async fn configure(queue: &Queue, update: pb::UpdateQueueConfigRequest) -> pb::Q
         .await
         .expect("update config")
         .into_inner()
+}
+
+/// Sets how many jobs connected processors run at once.
+async fn set_worker_count(queue: &Queue, workers: u32) -> pb::QueueConfig {
+    configure(
+        queue,
+        pb::UpdateQueueConfigRequest {
+            worker_count: Some(workers),
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 async fn stats(queue: &Queue) -> pb::QueueStats {
@@ -459,14 +462,7 @@ async fn dispatch_follows_priority_then_fifo(queue: Queue) {
         assert_eq!(get(&queue, id).await.position, Some(position as u64 + 1));
     }
     let mut processor = TestProcessor::connect(&queue, "p1", 10).await;
-    configure(
-        &queue,
-        pb::UpdateQueueConfigRequest {
-            worker_count: Some(10),
-            ..Default::default()
-        },
-    )
-    .await;
+    set_worker_count(&queue, 10).await;
     let leases = processor.leases(5).await;
     assert_eq!(ids(&leases), expected);
     let leased = get(&queue, &expected[0]).await;
@@ -495,14 +491,7 @@ async fn leases_in_flight_never_exceed_capacity_or_worker_count(queue: Queue) {
 
     // The worker count changes the processor's concurrency live.
     assert_eq!(processor.concurrency, 3);
-    configure(
-        &queue,
-        pb::UpdateQueueConfigRequest {
-            worker_count: Some(1),
-            ..Default::default()
-        },
-    )
-    .await;
+    set_worker_count(&queue, 1).await;
     let event = processor.next_event(PATIENCE).await.expect("settings");
     assert!(
         matches!(
@@ -519,14 +508,7 @@ async fn leases_in_flight_never_exceed_capacity_or_worker_count(queue: Queue) {
 }
 
 async fn a_starved_job_overtakes_a_steady_stream_of_higher_priorities(queue: Queue) {
-    configure(
-        &queue,
-        pb::UpdateQueueConfigRequest {
-            worker_count: Some(1),
-            ..Default::default()
-        },
-    )
-    .await;
+    set_worker_count(&queue, 1).await;
     let mut low = ad("patient low priority", "Strategy", 1);
     low.max_wait_time = Some(1);
     let low = submit(&queue, vec![low]).await.remove(0);
@@ -980,14 +962,7 @@ async fn stats_and_listings_reflect_the_queue(queue: Queue) {
 async fn a_restart_loses_no_job_and_keeps_leases(mut queue: Queue) {
     submit(&queue, vec![ad("job", "Strategy", 3); 20]).await;
     let mut processor = TestProcessor::connect(&queue, "p1", 5).await;
-    configure(
-        &queue,
-        pb::UpdateQueueConfigRequest {
-            worker_count: Some(5),
-            ..Default::default()
-        },
-    )
-    .await;
+    set_worker_count(&queue, 5).await;
     let held = processor.leases(5).await;
     drop(processor);
     queue.crash_and_restart().await;
@@ -1246,7 +1221,7 @@ async fn a_change_lost_between_redis_and_sql_is_recovered_from_the_outbox() {
     // What a replica killed mid-write leaves: the job completed in Redis
     // (gone from the active hash and indexes) and in the outbox, written
     // long enough ago, but not in SQL.
-    let mut redis = redis_connection().await;
+    let mut redis = support::redis_connection().await;
     let mut lost_jobs = Vec::new();
     for id in [&job.ad_id, &other.ad_id] {
         let raw: String = redis::cmd("HGET")
@@ -1357,7 +1332,7 @@ async fn a_change_lost_between_redis_and_sql_is_recovered_from_the_outbox() {
 async fn the_redis_indexes_follow_every_state_change_exactly() {
     let queue = Queue::cluster(&[("ADMESH_QUEUE__EMBEDDED_PROCESSORS", "0")]).await;
     let prefix = queue.redis_prefix();
-    let redis = redis_connection().await;
+    let redis = support::redis_connection().await;
     let members = |index: &str| {
         let (mut redis, key) = (redis.clone(), format!("{prefix}:{index}"));
         async move {
@@ -1380,14 +1355,7 @@ async fn the_redis_indexes_follow_every_state_change_exactly() {
             .collect(),
     )
     .await;
-    configure(
-        &queue,
-        pb::UpdateQueueConfigRequest {
-            worker_count: Some(3),
-            ..Default::default()
-        },
-    )
-    .await;
+    set_worker_count(&queue, 3).await;
     let mut processor = TestProcessor::connect(&queue, "indexes", 3).await;
     let leases = processor.leases(3).await;
     // Gone, so that no room freed below leases more (its leases stay held).
@@ -1477,7 +1445,7 @@ async fn a_finished_job_is_readable_before_sql_has_it() {
     let postgres = sqlx::PgPool::connect(queue.database_url())
         .await
         .expect("postgres");
-    let redis = redis_connection().await;
+    let redis = support::redis_connection().await;
     let job = submit(&queue, vec![ad("In between", "Strategy", 3)])
         .await
         .pop()

@@ -232,11 +232,7 @@ type StreamEntries = Vec<(String, Vec<(String, Vec<u8>)>)>;
 
 /// Impression events of `campaign_id` in the Redis stream.
 async fn impressions_in_stream(campaign_id: &str) -> Vec<AdEvent> {
-    let client = redis::Client::open(redis_url()).expect("redis url");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
+    let mut connection = support::redis_connection().await;
     let entries: StreamEntries = redis::cmd("XRANGE")
         .arg(admesh_common::events::STREAM_KEY)
         .arg("-")

@@ -313,6 +313,15 @@ pub fn redis_url() -> String {
         .expect("TEST_REDIS_URL is not set: run the suite with scripts/test, which starts Redis")
 }
 
+/// A connection to the test Redis, to look at what the services keep there.
+pub async fn redis_connection() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection")
+}
+
 impl TestPostgres {
     pub async fn create() -> Self {
         use sqlx::Connection;

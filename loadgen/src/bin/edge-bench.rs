@@ -349,11 +349,10 @@ async fn main() -> anyhow::Result<()> {
     let all_cpu = |result: &WrkResult| result.server_cpu_us + result.wrk_cpu_us;
     for ((name, _), result) in targets.iter().zip(&medians).skip(1) {
         println!(
-            "\n{name} / bare: throughput {:.2}×, p99 {:.2}×; CPU per request {:.2}× \
-             (servers and wrk; bare's per request over this one's: {:.2}×)",
+            "\n{name} / bare: throughput {:.2}×, p99 {:.2}×; CPU per request (servers \
+             and wrk), bare's over this one's: {:.2}×",
             result.requests_per_sec / bare_median.requests_per_sec,
             result.p99_ms / bare_median.p99_ms,
-            all_cpu(result) / all_cpu(&bare_median),
             all_cpu(&bare_median) / all_cpu(result),
         );
     }

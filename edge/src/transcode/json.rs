@@ -63,7 +63,7 @@ pub fn build_request(
         written.map_err(|why| BadRequest(format!("path parameter {name}: {why}")))?;
     }
     if let Some(query) = query.filter(|query| !query.is_empty()) {
-        apply_query(route, &mut out, query)?;
+        apply_query(route, &input, &mut out, query)?;
     }
     Ok(out)
 }
@@ -124,8 +124,12 @@ pub fn field_named(descriptor: &MessageDescriptor, name: &str) -> Option<FieldDe
         .or_else(|| descriptor.get_field_by_json_name(name))
 }
 
-fn apply_query(route: &Route, out: &mut Vec<u8>, query: &str) -> Result<(), BadRequest> {
-    let input = route.rpc.input();
+fn apply_query(
+    route: &Route,
+    input: &MessageDescriptor,
+    out: &mut Vec<u8>,
+    query: &str,
+) -> Result<(), BadRequest> {
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = decode_query(raw_name)
@@ -143,7 +147,7 @@ fn apply_query(route: &Route, out: &mut Vec<u8>, query: &str) -> Result<(), BadR
             Some((field, key)) => (field, Some(key)),
             None => (name.as_ref(), None),
         };
-        let fields = resolve_fields(&input, path_text.split('.'))
+        let fields = resolve_fields(input, path_text.split('.'))
             .ok_or_else(|| BadRequest(format!("unknown query parameter {name}")))?;
         if let BodyRule::Field(body_field) = &route.body
             && fields.first() == Some(body_field)

@@ -1205,18 +1205,16 @@ async fn killing_admesh_up_mid_processing_loses_no_job_and_does_none_twice() {
 async fn a_change_lost_between_redis_and_sql_is_recovered_from_the_outbox() {
     let queue = Queue::cluster(&[("ADMESH_QUEUE__EMBEDDED_PROCESSORS", "0")]).await;
     let prefix = queue.redis_prefix();
-    let job = queue
-        .client()
-        .submit_ad(ad("Lost completion", "Recovery", 3))
-        .await
-        .expect("submit")
-        .into_inner();
-    let other = queue
-        .client()
-        .submit_ad(ad("Lost completion too", "Recovery", 3))
-        .await
-        .expect("submit")
-        .into_inner();
+    let [job, other]: [pb::AdJob; 2] = submit(
+        &queue,
+        vec![
+            ad("Lost completion", "Recovery", 3),
+            ad("Lost completion too", "Recovery", 3),
+        ],
+    )
+    .await
+    .try_into()
+    .expect("two jobs");
 
     // What a replica killed mid-write leaves: the job completed in Redis
     // (gone from the active hash and indexes) and in the outbox, written

@@ -561,86 +561,34 @@ mod tests {
             write_value(&mut out, 3, &kind, text).expect("written");
             out
         };
-        let expected = |encode: &dyn Fn(&mut Vec<u8>)| {
-            let mut out = Vec::new();
-            encode(&mut out);
-            out
-        };
-        let cases: [(Kind, &str, Vec<u8>); 14] = [
-            (
-                Kind::Int32,
-                "-7",
-                expected(&|b| pe::int32::encode(3, &-7, b)),
-            ),
-            (
-                Kind::Sint32,
-                "-7",
-                expected(&|b| pe::sint32::encode(3, &-7, b)),
-            ),
-            (
-                Kind::Sfixed32,
-                "-7",
-                expected(&|b| pe::sfixed32::encode(3, &-7, b)),
-            ),
-            (
-                Kind::Int64,
-                "-9000000000",
-                expected(&|b| pe::int64::encode(3, &-9_000_000_000, b)),
-            ),
-            (
-                Kind::Sint64,
-                "-9000000000",
-                expected(&|b| pe::sint64::encode(3, &-9_000_000_000, b)),
-            ),
-            (
-                Kind::Sfixed64,
-                "-9",
-                expected(&|b| pe::sfixed64::encode(3, &-9, b)),
-            ),
-            (
-                Kind::Uint32,
-                "4000000000",
-                expected(&|b| pe::uint32::encode(3, &4_000_000_000, b)),
-            ),
-            (
-                Kind::Fixed32,
-                "7",
-                expected(&|b| pe::fixed32::encode(3, &7, b)),
-            ),
-            (
-                Kind::Uint64,
-                "18446744073709551615",
-                expected(&|b| pe::uint64::encode(3, &u64::MAX, b)),
-            ),
-            (
-                Kind::Fixed64,
-                "7",
-                expected(&|b| pe::fixed64::encode(3, &7, b)),
-            ),
-            (
-                Kind::Float,
-                "1.5",
-                expected(&|b| pe::float::encode(3, &1.5, b)),
-            ),
-            (
-                Kind::Double,
-                "-2.25",
-                expected(&|b| pe::double::encode(3, &-2.25, b)),
-            ),
-            (
-                Kind::Bool,
-                "true",
-                expected(&|b| pe::bool::encode(3, &true, b)),
-            ),
-            (
-                Kind::Bytes,
-                "AP8=",
-                expected(&|b| pe::bytes::encode(3, &vec![0u8, 255], b)),
-            ),
-        ];
-        for (kind, text, bytes) in cases {
-            assert_eq!(written(kind.clone(), text), bytes, "{kind:?} {text}");
+        // The text as the edge writes it against the value as prost does.
+        macro_rules! writes_as_prost {
+            ($kind:ident, $text:expr, $encoder:ident, $value:expr) => {{
+                let mut expected = Vec::new();
+                pe::$encoder::encode(3, &$value, &mut expected);
+                assert_eq!(
+                    written(Kind::$kind, $text),
+                    expected,
+                    "{} {}",
+                    stringify!($kind),
+                    $text
+                );
+            }};
         }
+        writes_as_prost!(Int32, "-7", int32, -7);
+        writes_as_prost!(Sint32, "-7", sint32, -7);
+        writes_as_prost!(Sfixed32, "-7", sfixed32, -7);
+        writes_as_prost!(Int64, "-9000000000", int64, -9_000_000_000);
+        writes_as_prost!(Sint64, "-9000000000", sint64, -9_000_000_000);
+        writes_as_prost!(Sfixed64, "-9", sfixed64, -9);
+        writes_as_prost!(Uint32, "4000000000", uint32, 4_000_000_000);
+        writes_as_prost!(Fixed32, "7", fixed32, 7);
+        writes_as_prost!(Uint64, "18446744073709551615", uint64, u64::MAX);
+        writes_as_prost!(Fixed64, "7", fixed64, 7);
+        writes_as_prost!(Float, "1.5", float, 1.5);
+        writes_as_prost!(Double, "-2.25", double, -2.25);
+        writes_as_prost!(Bool, "true", bool, true);
+        writes_as_prost!(Bytes, "AP8=", bytes, vec![0u8, 255]);
         let mut out = Vec::new();
         assert_eq!(
             write_value(&mut out, 3, &Kind::Int32, "3000000000"),

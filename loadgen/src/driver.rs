@@ -3,12 +3,13 @@
 //! histograms, merged at the end.
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     time::{Duration, Instant},
 };
 
 use admesh_bid_engine::synthetic::{COUNTRIES, DEVICES, INTERESTS};
-use admesh_proto::adserver::v1::{ServeRequest, ad_server_client::AdServerClient};
+use admesh_proto::adserver::v1::{NoFillReason, ServeRequest, ad_server_client::AdServerClient};
 use hdrhistogram::Histogram;
 
 use crate::cpu::CpuTimes;
@@ -34,6 +35,11 @@ pub fn request(n: u64) -> ServeRequest {
 pub struct Measurement {
     requests: u64,
     pub errors: u64,
+    /// Answers without an ad: they skip the auction's winner path, so a
+    /// run with many of them does not measure the serve path.
+    pub no_fills: u64,
+    /// No-fills by `NoFillReason` number.
+    pub no_fill_reasons: BTreeMap<i32, u64>,
     elapsed: Duration,
     histogram: Histogram<u64>,
     /// This process's CPU (clients and servers alike) over the measured
@@ -49,12 +55,29 @@ pub struct Summary {
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub errors: u64,
+    pub no_fills: u64,
     /// CPU of the whole process per request: steadier than throughput on a
     /// shared machine.
     pub cpu_us_per_request: f64,
 }
 
 impl Measurement {
+    /// "none", or each no-fill reason with its count.
+    pub fn no_fill_breakdown(&self) -> String {
+        if self.no_fill_reasons.is_empty() {
+            return "none".into();
+        }
+        self.no_fill_reasons
+            .iter()
+            .map(|(reason, count)| {
+                let name = NoFillReason::try_from(*reason)
+                    .map_or("unknown", |reason| reason.as_str_name());
+                format!("{name} {count}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub fn throughput(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
@@ -67,6 +90,7 @@ impl Measurement {
             p99_ms: ms(0.99),
             p999_ms: ms(0.999),
             errors: self.errors,
+            no_fills: self.no_fills,
             cpu_us_per_request: self.cpu_seconds * 1e6 / self.requests.max(1) as f64,
         }
     }
@@ -85,6 +109,7 @@ impl Measurement {
             p99_ms: median_of(|s| s.p99_ms),
             p999_ms: median_of(|s| s.p999_ms),
             errors: summaries.iter().map(|s| s.errors).sum(),
+            no_fills: summaries.iter().map(|s| s.no_fills).sum(),
             cpu_us_per_request: median_of(|s| s.cpu_us_per_request),
         }
     }
@@ -120,6 +145,7 @@ pub async fn drive(
         workers.push(tokio::spawn(async move {
             let mut histogram = new_histogram()?;
             let (mut requests, mut errors) = (0u64, 0u64);
+            let mut no_fill_reasons = BTreeMap::<i32, u64>::new();
             let mut n = worker as u64 * 1_000_003;
             loop {
                 let sent = Instant::now();
@@ -132,25 +158,37 @@ pub async fn drive(
                     continue;
                 }
                 requests += 1;
-                if answer.is_err() {
-                    errors += 1;
+                match answer {
+                    Err(_) => errors += 1,
+                    Ok(answer) if !answer.get_ref().filled => {
+                        *no_fill_reasons
+                            .entry(answer.get_ref().no_fill_reason)
+                            .or_default() += 1;
+                    }
+                    Ok(_) => {}
                 }
                 histogram.saturating_record(sent.elapsed().as_micros() as u64);
             }
-            anyhow::Ok((requests, errors, histogram))
+            anyhow::Ok((requests, errors, no_fill_reasons, histogram))
         }));
     }
     let mut total = Measurement {
         requests: 0,
         errors: 0,
+        no_fills: 0,
+        no_fill_reasons: BTreeMap::new(),
         elapsed: duration,
         histogram: new_histogram()?,
         cpu_seconds: 0.0,
     };
     for worker in workers {
-        let (requests, errors, histogram) = worker.await??;
+        let (requests, errors, no_fill_reasons, histogram) = worker.await??;
         total.requests += requests;
         total.errors += errors;
+        for (reason, count) in no_fill_reasons {
+            total.no_fills += count;
+            *total.no_fill_reasons.entry(reason).or_default() += count;
+        }
         total.histogram.add(histogram)?;
     }
     total.cpu_seconds = cpu.await??;

@@ -110,10 +110,11 @@ async fn main() -> anyhow::Result<()> {
                 let measurement =
                     drive(address, args.connections, in_flight, warmup, duration).await?;
                 eprintln!(
-                    "round {} {} @{in_flight}: {:.0} req/s",
+                    "round {} {} @{in_flight}: {:.0} req/s, no-fills: {}",
                     round + 1,
                     results[slot * 2 + which].0,
-                    measurement.throughput()
+                    measurement.throughput(),
+                    measurement.no_fill_breakdown()
                 );
                 results[slot * 2 + which].2.push(measurement);
             }
@@ -124,8 +125,8 @@ async fn main() -> anyhow::Result<()> {
         "\n{profile} profile, {} campaigns, {} connections, {} s per measurement, median of {} rounds\n",
         args.campaigns, args.connections, args.seconds, args.rounds
     );
-    println!("| target | in flight | req/s | p50 ms | p99 ms | p99.9 ms | errors | CPU µs/req |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| target | in flight | req/s | p50 ms | p99 ms | p99.9 ms | errors | no-fills | CPU µs/req |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut medians = Vec::new();
     for (name, in_flight, measurements) in &results {
         if measurements.is_empty() {
@@ -133,12 +134,13 @@ async fn main() -> anyhow::Result<()> {
         }
         let median = Measurement::median(measurements);
         println!(
-            "| {name} | {in_flight} | {:.0} | {:.3} | {:.3} | {:.3} | {} | {:.1} |",
+            "| {name} | {in_flight} | {:.0} | {:.3} | {:.3} | {:.3} | {} | {} | {:.1} |",
             median.throughput,
             median.p50_ms,
             median.p99_ms,
             median.p999_ms,
             median.errors,
+            median.no_fills,
             median.cpu_us_per_request
         );
         medians.push((*in_flight, median));

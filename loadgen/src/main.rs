@@ -125,7 +125,9 @@ async fn main() -> anyhow::Result<()> {
         "\n{profile} profile, {} campaigns, {} connections, {} s per measurement, median of {} rounds\n",
         args.campaigns, args.connections, args.seconds, args.rounds
     );
-    println!("| target | in flight | req/s | p50 ms | p99 ms | p99.9 ms | errors | no-fills | CPU µs/req |");
+    println!(
+        "| target | in flight | req/s | p50 ms | p99 ms | p99.9 ms | errors | no-fills | CPU µs/req |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut medians = Vec::new();
     for (name, in_flight, measurements) in &results {

@@ -8,6 +8,8 @@ use admesh_common::{
     db::{BeginWrite, statement_chunks},
     on_pool,
 };
+use std::sync::Arc;
+
 use anyhow::Context;
 use sqlx::FromRow;
 
@@ -330,11 +332,18 @@ fn bind_row(query: SqliteQuery<'_>, row: JobRow) -> SqliteQuery<'_> {
 #[derive(Clone, Debug)]
 pub struct JobRecords {
     database: Database,
+    /// SQLite: the one connection batches are written on. SQLite empties a
+    /// connection's page cache whenever another connection has written, so
+    /// commits rotating over the pool re-read every page they touch.
+    sqlite_writer: Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>,
 }
 
 impl JobRecords {
     pub fn new(database: Database) -> Self {
-        Self { database }
+        Self {
+            database,
+            sqlite_writer: Arc::default(),
+        }
     }
 
     /// Writes `batch` in one transaction.
@@ -348,7 +357,32 @@ impl JobRecords {
         let upsert_tail = upsert_assignments();
         match &self.database {
             Database::Postgres(pool) => write_postgres(pool, batch, &upsert_tail).await,
-            Database::Sqlite(pool) => write_sqlite(pool, &self.database, batch, &upsert_tail).await,
+            Database::Sqlite(pool) => {
+                use sqlx::{ConnectOptions, Connection};
+                let mut writer = self.sqlite_writer.lock().await;
+                if writer.is_none() {
+                    let connection = pool
+                        .connect_options()
+                        .connect()
+                        .await
+                        .context("open the queue's SQLite writer")?;
+                    *writer = Some(connection);
+                }
+                let Some(connection) = writer.as_mut() else {
+                    unreachable!("opened above");
+                };
+                let written = match connection.begin_with("BEGIN IMMEDIATE").await {
+                    Ok(transaction) => {
+                        write_sqlite(transaction, &self.database, batch, &upsert_tail).await
+                    }
+                    Err(error) => Err(anyhow::Error::new(error).context("begin job write")),
+                };
+                if written.is_err() {
+                    // Opened afresh for the next attempt.
+                    *writer = None;
+                }
+                written
+            }
         }
     }
 
@@ -608,12 +642,11 @@ impl JobRecords {
 /// SQLite takes multi-row `VALUES` statements of a few fixed sizes (so they
 /// stay prepared).
 async fn write_sqlite(
-    pool: &sqlx::SqlitePool,
+    mut transaction: sqlx::Transaction<'_, sqlx::Sqlite>,
     database: &Database,
     batch: &WriteBatch,
     upsert_tail: &str,
 ) -> anyhow::Result<()> {
-    let mut transaction = pool.begin_write().await.context("begin job write")?;
     let tail = format!(" {upsert_tail}");
     let into_jobs = format!("INSERT INTO ad_jobs ({JOB_COLUMNS}) VALUES");
     insert_in_chunks(

@@ -357,33 +357,36 @@ impl JobRecords {
         let upsert_tail = upsert_assignments();
         match &self.database {
             Database::Postgres(pool) => write_postgres(pool, batch, &upsert_tail).await,
-            Database::Sqlite(pool) => {
-                use sqlx::{ConnectOptions, Connection};
-                let mut writer = self.sqlite_writer.lock().await;
-                if writer.is_none() {
-                    let connection = pool
-                        .connect_options()
-                        .connect()
-                        .await
-                        .context("open the queue's SQLite writer")?;
-                    *writer = Some(connection);
-                }
-                let Some(connection) = writer.as_mut() else {
-                    unreachable!("opened above");
-                };
-                let written = match connection.begin_with("BEGIN IMMEDIATE").await {
-                    Ok(transaction) => {
-                        write_sqlite(transaction, &self.database, batch, &upsert_tail).await
-                    }
-                    Err(error) => Err(anyhow::Error::new(error).context("begin job write")),
-                };
-                if written.is_err() {
-                    // Opened afresh for the next attempt.
-                    *writer = None;
-                }
-                written
-            }
+            Database::Sqlite(pool) => self.write_sqlite_pinned(pool, batch, &upsert_tail).await,
         }
+    }
+
+    /// Writes `batch` on the writer's own connection (see `sqlite_writer`).
+    async fn write_sqlite_pinned(
+        &self,
+        pool: &sqlx::SqlitePool,
+        batch: &WriteBatch,
+        upsert_tail: &str,
+    ) -> anyhow::Result<()> {
+        use sqlx::{ConnectOptions, Connection};
+        let mut writer = self.sqlite_writer.lock().await;
+        let mut connection = match writer.take() {
+            Some(connection) => connection,
+            None => pool
+                .connect_options()
+                .connect()
+                .await
+                .context("open the queue's SQLite writer")?,
+        };
+        let written = match connection.begin_with("BEGIN IMMEDIATE").await {
+            Ok(transaction) => write_sqlite(transaction, &self.database, batch, upsert_tail).await,
+            Err(error) => Err(anyhow::Error::new(error).context("begin job write")),
+        };
+        // After a failure the next attempt opens a fresh connection.
+        if written.is_ok() {
+            *writer = Some(connection);
+        }
+        written
     }
 
     /// Queued and processing jobs (what an embedded queue reloads at start).

@@ -820,3 +820,40 @@ fn upsert_assignments() -> String {
         .join(", ");
     format!("ON CONFLICT (id) DO UPDATE SET {assignments} WHERE ad_jobs.version < excluded.version")
 }
+
+#[cfg(test)]
+mod pinned_writer_tests {
+    use super::*;
+    use crate::job::NewAd;
+
+    fn job(id: &str) -> Job {
+        Job::new(NewAd::bare(3, 300), id.into(), 0)
+    }
+
+    /// A write that fails mid-transaction must not leave the writer's own
+    /// connection inside it: the next write commits, the failed one left
+    /// nothing.
+    #[tokio::test]
+    async fn a_failed_write_leaves_the_next_one_a_working_connection() {
+        let database = Database::connect_and_migrate("sqlite::memory:", 2)
+            .await
+            .expect("database");
+        let records = JobRecords::new(database);
+        let mut refused = job("job-refused");
+        // Outside the table's CHECK (priority BETWEEN 1 AND 5).
+        refused.priority = 9;
+        let mut bad = WriteBatch::default();
+        bad.jobs.extend([job("job-beside"), refused]);
+        assert!(records.write(&mut bad).await.is_err());
+
+        let mut good = WriteBatch::default();
+        good.jobs.push(job("job-good"));
+        records
+            .write(&mut good)
+            .await
+            .expect("a write after a failed one");
+        assert!(records.get("job-good").await.expect("read").is_some());
+        assert!(records.get("job-beside").await.expect("read").is_none());
+        assert!(records.get("job-refused").await.expect("read").is_none());
+    }
+}

@@ -237,11 +237,22 @@ pub trait BeginWrite {
 
 type WriteTransaction<Db> = sqlx::Result<sqlx::Transaction<'static, Db>>;
 
+/// How a SQLite write transaction begins (see [`BeginWrite`]).
+const SQLITE_BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
 impl BeginWrite for SqlitePool {
     type Db = sqlx::Sqlite;
     fn begin_write(&self) -> impl Future<Output = WriteTransaction<Self::Db>> + Send {
-        self.begin_with("BEGIN IMMEDIATE")
+        self.begin_with(SQLITE_BEGIN_WRITE)
     }
+}
+
+/// [`BeginWrite`] on a connection of one's own rather than the pool's.
+pub async fn begin_write_on(
+    connection: &mut sqlx::SqliteConnection,
+) -> sqlx::Result<sqlx::Transaction<'_, sqlx::Sqlite>> {
+    use sqlx::Connection;
+    connection.begin_with(SQLITE_BEGIN_WRITE).await
 }
 
 impl BeginWrite for PgPool {

@@ -5,7 +5,7 @@
 
 use admesh_common::{
     Database,
-    db::{BeginWrite, statement_chunks},
+    db::{BeginWrite, begin_write_on, statement_chunks},
     on_pool,
 };
 use std::{future::Future, sync::Arc, task::Poll};
@@ -368,7 +368,7 @@ impl JobRecords {
         batch: &WriteBatch,
         upsert_tail: &str,
     ) -> anyhow::Result<()> {
-        use sqlx::{ConnectOptions, Connection};
+        use sqlx::ConnectOptions;
         let mut writer = self.sqlite_writer.lock().await;
         let mut connection = match writer.take() {
             Some(connection) => connection,
@@ -378,7 +378,7 @@ impl JobRecords {
                 .await
                 .context("open the queue's SQLite writer")?,
         };
-        let written = match connection.begin_with("BEGIN IMMEDIATE").await {
+        let written = match begin_write_on(&mut connection).await {
             Ok(transaction) => write_sqlite(transaction, &self.database, batch, upsert_tail).await,
             Err(error) => Err(anyhow::Error::new(error).context("begin job write")),
         };
@@ -667,16 +667,18 @@ async fn write_sqlite(
             (format!("{into_events} {values}"), RowsOf::Events(events))
         }))
         .collect();
-    let mut next = statements.first().map(|(sql, rows)| rows.bound(sql));
-    for index in 0..statements.len() {
-        let Some(query) = next.take() else { break };
-        let what = statements[index].1.what();
+    // Bound lazily, one statement ahead of the one running.
+    let mut bound = statements
+        .iter()
+        .map(|(sql, rows)| (rows.what(), rows.bound(sql)));
+    let mut next = bound.next();
+    while let Some((what, query)) = next {
         let running = query.execute(&mut *transaction);
         tokio::pin!(running);
         // The first poll hands the statement to SQLite's thread.
         let first =
             std::future::poll_fn(|context| Poll::Ready(running.as_mut().poll(context))).await;
-        next = statements.get(index + 1).map(|(sql, rows)| rows.bound(sql));
+        next = bound.next();
         match first {
             Poll::Ready(result) => result,
             Poll::Pending => running.await,

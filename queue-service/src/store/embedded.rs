@@ -112,16 +112,15 @@ impl State {
     }
 
     fn unindex(&mut self, job: &Job) {
-        let id = job.id.clone();
         if self.by_priority.remove(&priority_key(job)) {
             self.dispatchable[priority_slot(job.priority)] -= 1;
         }
         self.by_deadline.remove(&deadline_key(job));
         if let Some(due) = job.not_before {
-            self.delayed.remove(&(due, id.clone()));
+            self.delayed.remove(&(due, job.id.clone()));
         }
         if let Some(expires_at) = job.lease_expires_at {
-            self.leases.remove(&(expires_at, id));
+            self.leases.remove(&(expires_at, job.id.clone()));
         }
     }
 

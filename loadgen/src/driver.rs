@@ -35,10 +35,9 @@ pub fn request(n: u64) -> ServeRequest {
 pub struct Measurement {
     requests: u64,
     pub errors: u64,
-    /// Answers without an ad: they skip the auction's winner path, so a
-    /// run with many of them does not measure the serve path.
-    pub no_fills: u64,
-    /// No-fills by `NoFillReason` number.
+    /// Answers without an ad, by `NoFillReason` number: they skip the
+    /// auction's winner path, so a run with many of them does not measure
+    /// the serve path.
     pub no_fill_reasons: BTreeMap<i32, u64>,
     elapsed: Duration,
     histogram: Histogram<u64>,
@@ -90,7 +89,7 @@ impl Measurement {
             p99_ms: ms(0.99),
             p999_ms: ms(0.999),
             errors: self.errors,
-            no_fills: self.no_fills,
+            no_fills: self.no_fill_reasons.values().sum(),
             cpu_us_per_request: self.cpu_seconds * 1e6 / self.requests.max(1) as f64,
         }
     }
@@ -175,7 +174,6 @@ pub async fn drive(
     let mut total = Measurement {
         requests: 0,
         errors: 0,
-        no_fills: 0,
         no_fill_reasons: BTreeMap::new(),
         elapsed: duration,
         histogram: new_histogram()?,
@@ -186,7 +184,6 @@ pub async fn drive(
         total.requests += requests;
         total.errors += errors;
         for (reason, count) in no_fill_reasons {
-            total.no_fills += count;
             *total.no_fill_reasons.entry(reason).or_default() += count;
         }
         total.histogram.add(histogram)?;

@@ -82,12 +82,7 @@ impl<'a> Fields<'a> {
                 .ok_or("a field key out of range")?;
             let value = match key & 7 {
                 0 => Wire::Varint(decode_varint(&mut bytes).map_err(|_| "a malformed varint")?),
-                1 => {
-                    let (head, rest) =
-                        bytes.split_first_chunk::<8>().ok_or("a cut 64-bit value")?;
-                    bytes = rest;
-                    Wire::Fixed64(u64::from_le_bytes(*head))
-                }
+                1 => Wire::Fixed64(take_fixed64(&mut bytes).ok_or("a cut 64-bit value")?),
                 2 => {
                     let len = decode_varint(&mut bytes).map_err(|_| "a malformed length")?;
                     let len = usize::try_from(len)
@@ -98,12 +93,7 @@ impl<'a> Fields<'a> {
                     bytes = rest;
                     Wire::Len(value)
                 }
-                5 => {
-                    let (head, rest) =
-                        bytes.split_first_chunk::<4>().ok_or("a cut 32-bit value")?;
-                    bytes = rest;
-                    Wire::Fixed32(u32::from_le_bytes(*head))
-                }
+                5 => Wire::Fixed32(take_fixed32(&mut bytes).ok_or("a cut 32-bit value")?),
                 _ => return Err("a group or an unknown wire type"),
             };
             let position = entries.len();
@@ -271,13 +261,8 @@ impl Serialize for ListValue<'_, '_> {
                 (Kind::Message(descriptor), Wire::Len(bytes)) => {
                     list.serialize_element(&WireMessage { descriptor, bytes })?;
                 }
-                (Kind::String | Kind::Bytes, _) => {
-                    let scalar =
-                        Scalar::from_wire(&self.kind, entry.value).map_err(S::Error::custom)?;
-                    list.serialize_element(&Element(scalar, &self.kind))?;
-                }
                 // Packed: a run of scalars in one length-delimited value.
-                (kind, Wire::Len(mut packed)) => {
+                (kind, Wire::Len(mut packed)) if !matches!(kind, Kind::String | Kind::Bytes) => {
                     while !packed.is_empty() {
                         let value = next_packed(kind, &mut packed).map_err(S::Error::custom)?;
                         let scalar = Scalar::from_wire(kind, value).map_err(S::Error::custom)?;
@@ -294,23 +279,28 @@ impl Serialize for ListValue<'_, '_> {
     }
 }
 
+/// A little-endian fixed-width value off the front of `bytes`.
+fn take_fixed64(bytes: &mut &[u8]) -> Option<u64> {
+    let (head, rest) = bytes.split_first_chunk::<8>()?;
+    *bytes = rest;
+    Some(u64::from_le_bytes(*head))
+}
+
+fn take_fixed32(bytes: &mut &[u8]) -> Option<u32> {
+    let (head, rest) = bytes.split_first_chunk::<4>()?;
+    *bytes = rest;
+    Some(u32::from_le_bytes(*head))
+}
+
 /// The next scalar of a packed run, by the wire type its kind uses.
 fn next_packed<'a>(kind: &Kind, packed: &mut &'a [u8]) -> Result<Wire<'a>, &'static str> {
     match kind {
-        Kind::Double | Kind::Fixed64 | Kind::Sfixed64 => {
-            let (head, rest) = packed
-                .split_first_chunk::<8>()
-                .ok_or("a cut packed value")?;
-            *packed = rest;
-            Ok(Wire::Fixed64(u64::from_le_bytes(*head)))
-        }
-        Kind::Float | Kind::Fixed32 | Kind::Sfixed32 => {
-            let (head, rest) = packed
-                .split_first_chunk::<4>()
-                .ok_or("a cut packed value")?;
-            *packed = rest;
-            Ok(Wire::Fixed32(u32::from_le_bytes(*head)))
-        }
+        Kind::Double | Kind::Fixed64 | Kind::Sfixed64 => take_fixed64(packed)
+            .map(Wire::Fixed64)
+            .ok_or("a cut packed value"),
+        Kind::Float | Kind::Fixed32 | Kind::Sfixed32 => take_fixed32(packed)
+            .map(Wire::Fixed32)
+            .ok_or("a cut packed value"),
         Kind::Message(_) | Kind::String | Kind::Bytes => Err("a packed run of a non-scalar"),
         _ => decode_varint(packed)
             .map(Wire::Varint)

@@ -24,6 +24,8 @@ struct Queue {
     address: SocketAddr,
     env: Vec<(&'static str, String)>,
     _data: tempfile::TempDir,
+    /// The cluster profile's database, dropped with the queue.
+    _postgres: Option<support::TestPostgres>,
 }
 
 impl Queue {
@@ -53,7 +55,9 @@ impl Queue {
             .map(|(key, value)| (*key, value.as_str()))
             .collect();
         let data = tempfile::tempdir().expect("tempdir");
-        Self::start_with(data, postgres.url.clone(), &borrowed).await
+        let mut queue = Self::start_with(data, postgres.url.clone(), &borrowed).await;
+        queue._postgres = Some(postgres);
+        queue
     }
 
     async fn start_with(
@@ -74,6 +78,7 @@ impl Queue {
             address,
             env,
             _data: data,
+            _postgres: None,
         }
     }
 

@@ -345,17 +345,50 @@ impl TestPostgres {
         }
     }
 
-    /// Drops the database (best effort; forced, so open pools do not block it).
-    pub async fn drop_database(self) {
-        use sqlx::Connection;
-        if let Ok(mut connection) = sqlx::PgConnection::connect(&self.admin_url).await {
-            let _ = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(&mut connection)
-            .await;
+    /// Drops the database now (best effort; forced, so open pools do not
+    /// block it). Otherwise dropping the value drops it.
+    pub async fn drop_database(mut self) {
+        let name = std::mem::take(&mut self.name);
+        drop_database_named(&self.admin_url, &name).await;
+    }
+}
+
+/// Drops `name`, trying again for a while: a service still shutting down
+/// can reconnect between `FORCE` ending its sessions and the drop, which
+/// then fails ("being accessed by other users").
+async fn drop_database_named(admin_url: &str, name: &str) {
+    use sqlx::Connection;
+    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    for _ in 0..40 {
+        if let Ok(mut connection) = sqlx::PgConnection::connect(admin_url).await
+            && sqlx::query(&sql).execute(&mut connection).await.is_ok()
+        {
+            return;
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("test database {name} could not be dropped");
+}
+
+/// A test that ends without `drop_database`, or fails before it, leaves
+/// no database behind.
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        if self.name.is_empty() {
+            return;
+        }
+        let (admin_url, name) = (self.admin_url.clone(), std::mem::take(&mut self.name));
+        // A drop cannot await and may run on the test's own runtime: the
+        // drop runs on a runtime of its own, on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(drop_database_named(&admin_url, &name));
+            }
+        })
+        .join();
     }
 }
 

@@ -243,11 +243,36 @@ const SQLITE_BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 impl BeginWrite for SqlitePool {
     type Db = sqlx::Sqlite;
     fn begin_write(&self) -> impl Future<Output = WriteTransaction<Self::Db>> + Send {
-        self.begin_with(SQLITE_BEGIN_WRITE)
+        let pool = self.clone();
+        begin_to_the_end(async move { pool.begin_with(SQLITE_BEGIN_WRITE).await })
+    }
+}
+
+/// Runs a pool's `begin` as a task of its own, so it always finishes.
+///
+/// sqlx's `begin` is not cancel-safe (launchbadge/sqlx#3932 for SQLite,
+/// #4385 for PostgreSQL): dropped after the `BEGIN` ran but before the
+/// `Transaction` exists, it returns the connection to the pool inside a
+/// transaction no one will end. On SQLite that transaction holds the write
+/// lock: every other writer then fails with "database is locked", and
+/// every later begin on that connection with "non-zero transaction depth".
+/// A gRPC handler is dropped whenever its caller gives up (a bid past the
+/// ad-server's deadline), so this happened under load. Finished in a task,
+/// the begin yields a `Transaction` even when its caller is gone, and
+/// dropping that rolls back.
+async fn begin_to_the_end<Db: sqlx::Database>(
+    begin: impl Future<Output = WriteTransaction<Db>> + Send + 'static,
+) -> WriteTransaction<Db> {
+    match tokio::spawn(begin).await {
+        Ok(transaction) => transaction,
+        Err(stopped) if stopped.is_panic() => std::panic::resume_unwind(stopped.into_panic()),
+        Err(stopped) => Err(sqlx::Error::Io(std::io::Error::other(stopped))),
     }
 }
 
 /// [`BeginWrite`] on a connection of one's own rather than the pool's.
+/// Not cancel-safe (see [`begin_to_the_end`]): for a connection that only
+/// a task which is never dropped mid-write uses (the queue's SQL writer).
 pub async fn begin_write_on(
     connection: &mut sqlx::SqliteConnection,
 ) -> sqlx::Result<sqlx::Transaction<'_, sqlx::Sqlite>> {
@@ -258,7 +283,8 @@ pub async fn begin_write_on(
 impl BeginWrite for PgPool {
     type Db = sqlx::Postgres;
     fn begin_write(&self) -> impl Future<Output = WriteTransaction<Self::Db>> + Send {
-        self.begin()
+        let pool = self.clone();
+        begin_to_the_end(async move { pool.begin().await })
     }
 }
 
@@ -391,6 +417,55 @@ mod write_transaction_tests {
             .execute(&mut other)
             .await
             .expect("the other connection writes once the lock is free");
+        other.close().await.expect("close");
+        pool.close().await;
+    }
+
+    /// Begins abandoned at every stage (as a handler is when its caller
+    /// gives up) leave no transaction open behind them: the pool's one
+    /// connection begins again, and another connection can still write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_abandoned_begin_leaves_no_transaction_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("abandoned.db").display());
+        let Database::Sqlite(pool) = Database::connect_lazy(&url, 1).expect("pool") else {
+            panic!("a sqlite URL gives a SQLite pool");
+        };
+        sqlx::query("CREATE TABLE rows (n INTEGER NOT NULL)")
+            .execute(&pool)
+            .await
+            .expect("create");
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        for attempt in 0..1_500u64 {
+            let mut begin = std::pin::pin!(pool.begin_write());
+            // Polled a few times, with SQLite's thread working in between,
+            // then dropped: somewhere between acquiring and having begun.
+            for _ in 0..attempt % 5 {
+                if begin.as_mut().poll(&mut context).is_ready() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(attempt % 23 * 7));
+            }
+        }
+        let mut transaction = tokio::time::timeout(Duration::from_secs(10), pool.begin_write())
+            .await
+            .expect("the pool's connection came back")
+            .expect("a begin after the abandoned ones");
+        sqlx::query("INSERT INTO rows (n) VALUES (1)")
+            .execute(&mut *transaction)
+            .await
+            .expect("write");
+        transaction.commit().await.expect("commit");
+        let mut other = SqliteConnectOptions::from_str(&url)
+            .expect("url")
+            .busy_timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .expect("a second connection");
+        sqlx::query("INSERT INTO rows (n) VALUES (2)")
+            .execute(&mut other)
+            .await
+            .expect("no abandoned transaction holds the write lock");
         other.close().await.expect("close");
         pool.close().await;
     }

@@ -169,7 +169,8 @@ impl BidEngine for BidEngineService {
                 self.bids.won.increment(1);
                 let ad = &win.campaign.ads[win.ad_index];
                 response.filled = true;
-                response.campaign_id = win.campaign.id.to_string();
+                // From the str directly: `to_string` goes through the formatter.
+                response.campaign_id = String::from(&*win.campaign.id);
                 response.ad_id = ad.id.clone();
                 response.bid_price = win.price;
                 response.spend = win.spend;

@@ -119,13 +119,7 @@ struct ServeInput {
 /// The interests are taken out of `request` (the bid request carries them).
 fn serve_input(request: &mut pb::ServeRequest) -> Result<ServeInput, Status> {
     let mut problems = FieldViolations::new();
-    // Most requests carry no attributes: no lookups (each hashes its key).
-    let attribute = |name: &str| {
-        (!request.attributes.is_empty())
-            .then(|| request.attributes.get(name))
-            .flatten()
-    };
-    let age = match (request.age, attribute("age")) {
+    let age = match (request.age, request.attributes.get("age")) {
         (Some(age), _) => Some(age),
         (None, Some(text)) => match text.trim().parse::<u32>() {
             Ok(age) => Some(age),
@@ -149,7 +143,7 @@ fn serve_input(request: &mut pb::ServeRequest) -> Result<ServeInput, Status> {
     );
     problems.into_result()?;
     let mut interests = std::mem::take(&mut request.interests);
-    if let Some(listed) = attribute("interests") {
+    if let Some(listed) = request.attributes.get("interests") {
         interests.extend(
             listed
                 .split(',')

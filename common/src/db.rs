@@ -323,11 +323,13 @@ mod placeholder_tests {
     }
 }
 
-/// A pool on a SQLite file at `file`, as the services open one; with its URL.
+/// A pool of `max_connections` on a SQLite file at `file`, as the services
+/// open one; with its URL.
 #[cfg(test)]
-fn sqlite_pool_at(file: &std::path::Path) -> (SqlitePool, String) {
+fn sqlite_pool_at(file: &std::path::Path, max_connections: u32) -> (SqlitePool, String) {
     let url = format!("sqlite://{}", file.display());
-    let Database::Sqlite(pool) = Database::connect_lazy(&url, 2).expect("pool") else {
+    let Database::Sqlite(pool) = Database::connect_lazy(&url, max_connections).expect("pool")
+    else {
         panic!("a sqlite URL gives a SQLite pool");
     };
     (pool, url)
@@ -343,7 +345,7 @@ mod checkpoint_tests {
     async fn the_wal_is_copied_into_the_database_beside_the_writers() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("checkpoint.db");
-        let (pool, _) = sqlite_pool_at(&file);
+        let (pool, _) = sqlite_pool_at(&file, 2);
         sqlx::query("CREATE TABLE blobs (value BLOB NOT NULL)")
             .execute(&pool)
             .await
@@ -376,23 +378,29 @@ mod write_transaction_tests {
     use super::*;
     use sqlx::{ConnectOptions, Connection};
 
+    /// A connection of its own to `url`, outside any pool, waiting at most
+    /// `busy_timeout` for another connection's write lock.
+    async fn other_connection(url: &str, busy_timeout: Duration) -> sqlx::SqliteConnection {
+        SqliteConnectOptions::from_str(url)
+            .expect("url")
+            .busy_timeout(busy_timeout)
+            .connect()
+            .await
+            .expect("a second connection")
+    }
+
     /// A write transaction holds SQLite's write lock from its start: it may
     /// read, then write, and no other connection commits in between (which
     /// would fail its write at once with "database is locked").
     #[tokio::test]
     async fn a_write_transaction_takes_the_lock_before_it_reads() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (pool, url) = sqlite_pool_at(&dir.path().join("write.db"));
+        let (pool, url) = sqlite_pool_at(&dir.path().join("write.db"), 2);
         sqlx::query("CREATE TABLE rows (n INTEGER NOT NULL)")
             .execute(&pool)
             .await
             .expect("create");
-        let mut other = SqliteConnectOptions::from_str(&url)
-            .expect("url")
-            .busy_timeout(Duration::ZERO)
-            .connect()
-            .await
-            .expect("a second connection");
+        let mut other = other_connection(&url, Duration::ZERO).await;
 
         let mut transaction = pool.begin_write().await.expect("begin");
         let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM rows")
@@ -427,10 +435,7 @@ mod write_transaction_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_abandoned_begin_leaves_no_transaction_open() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("abandoned.db").display());
-        let Database::Sqlite(pool) = Database::connect_lazy(&url, 1).expect("pool") else {
-            panic!("a sqlite URL gives a SQLite pool");
-        };
+        let (pool, url) = sqlite_pool_at(&dir.path().join("abandoned.db"), 1);
         sqlx::query("CREATE TABLE rows (n INTEGER NOT NULL)")
             .execute(&pool)
             .await
@@ -456,12 +461,7 @@ mod write_transaction_tests {
             .await
             .expect("write");
         transaction.commit().await.expect("commit");
-        let mut other = SqliteConnectOptions::from_str(&url)
-            .expect("url")
-            .busy_timeout(Duration::from_secs(2))
-            .connect()
-            .await
-            .expect("a second connection");
+        let mut other = other_connection(&url, Duration::from_secs(2)).await;
         sqlx::query("INSERT INTO rows (n) VALUES (2)")
             .execute(&mut other)
             .await

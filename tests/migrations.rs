@@ -1,10 +1,12 @@
 //! The migrations apply to a real PostgreSQL and to SQLite, are idempotent,
 //! and give both dialects the same tables with the same columns, so one
-//! query runs on either profile.
+//! query runs on either profile. And a write transaction given up while it
+//! begins leaves no transaction open on PostgreSQL's side.
 
 mod support;
 
-use admesh_common::{Database, on_pool};
+use admesh_common::{Database, db::BeginWrite, on_pool};
+use sqlx::Connection;
 
 const EXPECTED_TABLES: &[&str] = &[
     "activity_log",
@@ -102,5 +104,68 @@ async fn both_dialects_migrate_to_the_same_schema() {
     }
 
     postgres.close().await;
+    postgres_db.drop_database().await;
+}
+
+/// Begins abandoned at every stage (as a handler is when its caller gives
+/// up) leave no session idle in a transaction: the pool's one connection
+/// begins and commits again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_begin_leaves_no_transaction_open_in_postgres() {
+    let postgres_db = support::TestPostgres::create().await;
+    let Database::Postgres(pool) = Database::connect_and_migrate(&postgres_db.url, 1)
+        .await
+        .expect("postgres")
+    else {
+        panic!("a postgres URL gives a PostgreSQL pool");
+    };
+    let mut observer = sqlx::PgConnection::connect(&postgres_db.url)
+        .await
+        .expect("a connection outside the pool");
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    for attempt in 0..400u64 {
+        {
+            let mut begin = std::pin::pin!(pool.begin_write());
+            // Polled a few times, with the server answering in between,
+            // then dropped: somewhere between acquiring and having begun.
+            for _ in 0..attempt % 5 {
+                if begin.as_mut().poll(&mut context).is_ready() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(attempt % 23 * 20));
+            }
+        }
+        // Held here, the pool's one connection is back from the abandoned
+        // begin (a rollback owed is sent when a connection is released).
+        // A later begin would end a leftover transaction, so each is
+        // looked for before the next.
+        let held = pool
+            .acquire()
+            .await
+            .expect("the pool's connection came back");
+        let (stuck,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+        )
+        .fetch_one(&mut observer)
+        .await
+        .expect("sessions");
+        assert_eq!(
+            stuck, 0,
+            "attempt {attempt} left the pool's connection inside a transaction"
+        );
+        drop(held);
+    }
+    let mut transaction = pool
+        .begin_write()
+        .await
+        .expect("a begin after the abandoned ones");
+    sqlx::query("INSERT INTO edge_settings (name, value) VALUES ('abandoned-begin-test', '1')")
+        .execute(&mut *transaction)
+        .await
+        .expect("write");
+    transaction.commit().await.expect("commit");
+    observer.close().await.expect("close");
+    pool.close().await;
     postgres_db.drop_database().await;
 }

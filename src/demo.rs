@@ -210,7 +210,7 @@ impl DemoCampaign {
             }
         }
         Campaign {
-            id: Arc::from(uuid::Uuid::now_v7().to_string()),
+            id: Arc::from(admesh_common::ids::new_id()),
             name: self.name.to_string(),
             advertiser_id: self.advertiser.to_string(),
             status: CampaignStatus::parse(self.status).unwrap_or(CampaignStatus::Paused),
@@ -225,7 +225,7 @@ impl DemoCampaign {
                 .ads
                 .iter()
                 .map(|(title, slug)| Ad {
-                    id: uuid::Uuid::now_v7().to_string(),
+                    id: admesh_common::ids::new_id(),
                     title: (*title).to_string(),
                     image_url: format!("https://cdn.example.com/ads/{slug}.jpg"),
                     redirect_url: format!("https://example.com/{slug}?utm_source=admesh"),

@@ -237,7 +237,7 @@ impl AdServer for AdServerService {
         );
         let mut request = request.into_inner();
         let input = serve_input(&mut request)?;
-        let impression_id = uuid::Uuid::now_v7().to_string();
+        let impression_id = admesh_common::ids::new_id();
         let bid = BidRequest {
             request_id: impression_id.clone(),
             user_id: request.user_id.clone(),
@@ -320,7 +320,7 @@ impl AdServer for AdServerService {
             .signer
             .verify(&token)
             .map_err(|error| invalid_argument("token", error))?;
-        let event_id = uuid::Uuid::now_v7().to_string();
+        let event_id = admesh_common::ids::new_id();
         let now = now_millis();
         let counted = self
             .store

@@ -64,7 +64,7 @@ pub async fn handle(
 ) -> Result<CommandResponse, Status> {
     let (executor, database) = (context.executor, context.database);
     let started = Instant::now();
-    let command_id = uuid::Uuid::now_v7().to_string();
+    let command_id = admesh_common::ids::new_id();
     let mut row = CommandRow {
         id: command_id.clone(),
         text: truncate(&request.command, 1_000),

@@ -159,7 +159,7 @@ pub fn campaign_from_proto(
             );
         }
         ads.push(Ad {
-            id: kept.map_or_else(|| uuid::Uuid::now_v7().to_string(), |old| old.id.clone()),
+            id: kept.map_or_else(admesh_common::ids::new_id, |old| old.id.clone()),
             title: title.to_string(),
             image_url: ad.image_url.clone(),
             redirect_url: ad.redirect_url.clone(),
@@ -169,7 +169,7 @@ pub fn campaign_from_proto(
     problems.into_result()?;
     Ok(Campaign {
         id: existing.map_or_else(
-            || Arc::from(uuid::Uuid::now_v7().to_string()),
+            || Arc::from(admesh_common::ids::new_id()),
             |c| Arc::clone(&c.id),
         ),
         name: name.to_string(),

@@ -11,6 +11,7 @@ pub mod grpc_host;
 pub mod grpc_telemetry;
 pub mod health;
 pub mod identity;
+pub mod ids;
 pub mod metrics;
 pub mod redis_conn;
 pub mod runner;

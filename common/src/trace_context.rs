@@ -109,7 +109,12 @@ fn format_traceparent(trace: &LocalTrace) -> Option<http::HeaderValue> {
     hex_into(&mut text[3..35], &trace.trace_id.to_bytes());
     hex_into(&mut text[36..52], &trace.span_id.to_bytes());
     hex_into(&mut text[53..55], &[trace.flags]);
-    http::HeaderValue::from_bytes(&text).ok()
+    let mut value = http::HeaderValue::from_bytes(&text).ok()?;
+    // Unique per request, so never worth a slot in the HPACK table: as an
+    // indexed literal each one evicted the connection's steady headers
+    // (content-type, te, user-agent…), which were then sent again in full.
+    value.set_sensitive(true);
+    Some(value)
 }
 
 impl RequestScope {
@@ -215,10 +220,12 @@ pub struct HeaderInjector<'a>(pub &'a mut http::HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
+        if let (Ok(name), Ok(mut value)) = (
             http::header::HeaderName::from_bytes(key.as_bytes()),
             http::HeaderValue::from_str(&value),
         ) {
+            // As in `format_traceparent`: kept out of the HPACK table.
+            value.set_sensitive(name == TRACEPARENT);
             self.0.insert(name, value);
         }
     }
@@ -350,6 +357,10 @@ mod tests {
         );
         assert!(!sent.contains("00f067aa0ba902b7"), "a new span id: {sent}");
         assert!(sent.ends_with("-01"));
+        assert!(
+            outgoing.get(TRACEPARENT).is_some_and(|v| v.is_sensitive()),
+            "a traceparent must stay out of the HPACK table"
+        );
         assert_eq!(
             outgoing.get(TRACESTATE).map(|v| v.as_bytes()),
             Some(&b"vendor=1"[..])

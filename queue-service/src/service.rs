@@ -123,7 +123,7 @@ impl QueueServiceImpl {
             };
             if let Some(ad) = check_submission(request, default_wait, &prefix, &mut problems) {
                 // UUIDv7: ids sort by creation time, a natural FIFO tie-break.
-                jobs.push(Job::new(ad, uuid::Uuid::now_v7().to_string(), now));
+                jobs.push(Job::new(ad, admesh_common::ids::new_id(), now));
             }
         }
         problems.into_result()?;

@@ -154,7 +154,7 @@ impl AuthStore {
         .await
         .context("password hashing task")??;
         let record = UserRecord {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: admesh_common::ids::new_id(),
             username: username.to_string(),
             role,
             created_at_ms: now_millis(),

@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
     for serial in 0..args.impressions {
         // As the ad-server does: UUIDv7 ids, an impression's event id is
         // its impression id.
-        let impression_id = uuid::Uuid::now_v7().to_string();
+        let impression_id = admesh_common::ids::new_id();
         let spend = 500 + (serial % 1000) as i64;
         expected_spend += spend;
         let base = pb::AdEvent {
@@ -114,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
         });
         if serial % 4 == 0 {
             events.push(pb::AdEvent {
-                event_id: uuid::Uuid::now_v7().to_string(),
+                event_id: admesh_common::ids::new_id(),
                 event_type: pb::EventType::Click as i32,
                 ..base
             });

@@ -333,12 +333,17 @@ fn outgoing_metadata(
 ) -> MetadataMap {
     let mut headers = HeaderMap::new();
     admesh_common::trace_context::inject_current_context(&mut headers);
+    if let Ok(mut value) = HeaderValue::from_str(request_id) {
+        // Unique per request: kept out of the HPACK table, where it would
+        // evict the headers every call repeats (as `traceparent` is).
+        value.set_sensitive(true);
+        headers.insert("x-request-id", value);
+    }
     let mut put = |name: &'static str, value: &str| {
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(name, value);
         }
     };
-    put("x-request-id", request_id);
     if let Some(identity) = identity {
         put(USER_METADATA, &identity.subject);
         put(ROLE_METADATA, identity.role.as_str());
@@ -374,7 +379,7 @@ async fn request_context(mut request: Request, next: axum::middleware::Next) -> 
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .unwrap_or_else(admesh_common::ids::new_id);
     // As on gRPC hops: a span only when spans are exported; log lines take
     // the trace and request ids from the request scope.
     let (scope, span) =

@@ -34,6 +34,17 @@ const RETRY_DELAY: Duration = Duration::from_millis(500);
 /// How often spend is written behind to SQL.
 const JOURNAL_INTERVAL: Duration = Duration::from_millis(250);
 
+/// Builds an index on the blocking pool: over thousands of campaigns a
+/// build takes milliseconds, which on an async worker would stall every bid
+/// queued behind it.
+async fn off_the_workers(
+    build: impl FnOnce() -> AuctionIndex + Send + 'static,
+) -> anyhow::Result<AuctionIndex> {
+    tokio::task::spawn_blocking(build)
+        .await
+        .map_err(|error| anyhow::anyhow!("building the auction index failed: {error}"))
+}
+
 #[derive(Debug)]
 pub struct Catalog {
     index: ArcSwap<AuctionIndex>,
@@ -84,18 +95,35 @@ impl Catalog {
             ..CampaignFilter::default()
         };
         let campaigns = self.store.find(&filter, utc_day(now_millis())).await?;
-        let index = AuctionIndex::build(campaigns.into_iter().map(Arc::new));
+        let index =
+            off_the_workers(move || AuctionIndex::build(campaigns.into_iter().map(Arc::new)))
+                .await?;
         tracing::debug!(campaigns = index.len(), "campaign index reloaded");
-        self.index.store(Arc::new(index));
+        self.replace_index(index);
         Ok(())
+    }
+
+    /// Swaps in `index`; the old one is dropped off the async workers too
+    /// (unless a bid still holds it, which then drops it).
+    fn replace_index(&self, index: AuctionIndex) {
+        let old = self.index.swap(Arc::new(index));
+        tokio::task::spawn_blocking(move || drop(old));
     }
 
     /// Applies a change committed by this replica, then tells the others.
     pub async fn changed(&self, campaign: Campaign, ledger: &dyn SpendLedger) {
         {
             let _writer = self.writer.lock().await;
-            let index = self.index.load().with_change(Arc::new(campaign.clone()));
-            self.index.store(Arc::new(index));
+            let current = self.index.load_full();
+            let changed = Arc::new(campaign.clone());
+            match off_the_workers(move || current.with_change(changed)).await {
+                Ok(index) => self.replace_index(index),
+                // The next reload from SQL brings the change.
+                Err(error) => {
+                    tracing::error!(error = %format!("{error:#}"), campaign_id = %campaign.id, "applying a campaign change failed");
+                    self.reload_wanted.notify_one();
+                }
+            }
         }
         ledger.limits_changed();
         if let Some(redis) = &self.redis {

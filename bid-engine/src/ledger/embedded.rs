@@ -4,10 +4,16 @@
 //! budget in SQL (a chunk at a time) and only grants spend inside the
 //! reservation. After a crash the restart starts from the reservation: some
 //! budget may go unspent, none is spent twice.
+//!
+//! The next chunk is reserved in the background once half of the current
+//! one is spent, so a bid rarely waits on SQL: a write there can wait on
+//! SQLite's busy handler (sleeps of 1, 2, 5, 10… ms) behind the event and
+//! spend writers, and every bid of the campaign queued behind it.
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant},
 };
 
 use super::{Rejection, SpendJournal, SpendLedger, Spent, journal::SpendTotals};
@@ -22,7 +28,15 @@ struct Account {
     /// Spend up to these bounds is recorded in SQL as reserved.
     reserved_today: i64,
     lifetime_reserved: i64,
+    /// A reservation ahead of need is being written.
+    reserving_ahead: bool,
+    /// When the last one failed: the next waits [`AHEAD_RETRY`].
+    ahead_failed_at: Option<Instant>,
 }
+
+/// How long after a failed reservation ahead of need the next is tried
+/// (a charge that runs out still reserves, and waits, as before).
+const AHEAD_RETRY: Duration = Duration::from_secs(1);
 
 /// A campaign's counters, and the lock held while extending its reservation
 /// (an await on SQL, so not the counters' lock).
@@ -63,6 +77,35 @@ impl Account {
             // SQL already counts what was spent (or reserved) before.
             reserved_today: if today { persisted.spent_today } else { 0 },
             lifetime_reserved: persisted.lifetime_spent,
+            reserving_ahead: false,
+            ahead_failed_at: None,
+        }
+    }
+
+    /// Whether less than half a chunk of the reservation is left while the
+    /// budget has more to reserve, and no reservation ahead is under way.
+    fn wants_reservation_ahead(&self, campaign: &Campaign, spend: i64) -> bool {
+        let running_low = |spent: i64, reserved: i64, budget: i64| {
+            let chunk = reservation_target(spent, spend, budget) - spent;
+            reserved < budget && reserved - spent < chunk / 2
+        };
+        let low = running_low(self.spent_today, self.reserved_today, campaign.daily_budget)
+            || campaign.lifetime_budget.is_some_and(|budget| {
+                running_low(self.lifetime_spent, self.lifetime_reserved, budget)
+            });
+        low && !self.reserving_ahead
+            && self
+                .ahead_failed_at
+                .is_none_or(|failed| failed.elapsed() >= AHEAD_RETRY)
+    }
+
+    /// Raises the bounds to what SQL now records as reserved for `day`.
+    fn reserved_up_to(&mut self, day: i64, reservation: Reservation) {
+        if self.day == day {
+            self.reserved_today = self.reserved_today.max(reservation.daily);
+        }
+        if let Some(lifetime) = reservation.lifetime {
+            self.lifetime_reserved = self.lifetime_reserved.max(lifetime);
         }
     }
 
@@ -79,6 +122,17 @@ impl Account {
             lifetime: campaign
                 .lifetime_budget
                 .map(|budget| reservation_target(self.lifetime_spent, spend, budget)),
+        }
+    }
+
+    /// A chunk beyond what is reserved now (one write per chunk, as when a
+    /// charge runs out).
+    fn reservation_beyond(&self, campaign: &Campaign, spend: i64) -> Reservation {
+        Reservation {
+            daily: reservation_target(self.reserved_today, spend, campaign.daily_budget),
+            lifetime: campaign
+                .lifetime_budget
+                .map(|budget| reservation_target(self.lifetime_reserved, spend, budget)),
         }
     }
 
@@ -127,6 +181,8 @@ const MAX_RESERVATION_ROUNDS: usize = 16;
 
 enum Charge {
     Done(Result<(), Rejection>),
+    /// Charged; the reservation runs low, so reserve this ahead of need.
+    ChargedReserveAhead(Reservation),
     NeedsReservation(Reservation),
 }
 
@@ -134,7 +190,7 @@ enum Charge {
 pub struct EmbeddedLedger {
     accounts: RwLock<HashMap<Arc<str>, Arc<AccountCell>>>,
     frequency: Mutex<FrequencyBook>,
-    journal: SpendJournal,
+    journal: Arc<SpendJournal>,
 }
 
 impl EmbeddedLedger {
@@ -143,7 +199,7 @@ impl EmbeddedLedger {
         Self {
             accounts: RwLock::new(HashMap::new()),
             frequency: Mutex::new(FrequencyBook::default()),
-            journal,
+            journal: Arc::new(journal),
         }
     }
 
@@ -197,7 +253,43 @@ impl EmbeddedLedger {
                 lifetime_spent: account.lifetime_spent,
             },
         );
+        if account.wants_reservation_ahead(campaign, spend) {
+            account.reserving_ahead = true;
+            return Charge::ChargedReserveAhead(account.reservation_beyond(campaign, spend));
+        }
         Charge::Done(Ok(()))
+    }
+
+    /// Writes `reservation` in a task of its own: the bid that asked for it
+    /// goes on, and a bid cancelled meanwhile does not cancel it.
+    fn reserve_ahead(
+        &self,
+        cell: &Arc<AccountCell>,
+        campaign_id: &Arc<str>,
+        day: i64,
+        reservation: Reservation,
+    ) {
+        let cell = Arc::clone(cell);
+        let journal = Arc::clone(&self.journal);
+        let campaign_id = Arc::clone(campaign_id);
+        tokio::spawn(async move {
+            // The same lock as a charge that ran out: one writer at a time,
+            // and the bounds raised before another looks at them.
+            let _reserving = cell.reserving.lock().await;
+            let written = journal
+                .reserve(&campaign_id, day, reservation.daily, reservation.lifetime)
+                .await;
+            let mut account = cell.counters.lock().unwrap_or_else(|e| e.into_inner());
+            account.reserving_ahead = false;
+            match written {
+                Ok(()) => account.reserved_up_to(day, reservation),
+                Err(error) => {
+                    account.ahead_failed_at = Some(Instant::now());
+                    drop(account);
+                    tracing::warn!(error = %format!("{error:#}"), %campaign_id, "reserving budget ahead failed; a bid that runs out will reserve");
+                }
+            }
+        });
     }
 
     fn account(&self, campaign: &Campaign, day: i64) -> Arc<AccountCell> {
@@ -249,6 +341,10 @@ impl SpendLedger for EmbeddedLedger {
             let needed = match self.charge_within_reservation(&cell, campaign, user_id, spend, day)
             {
                 Charge::Done(outcome) => return Ok(outcome),
+                Charge::ChargedReserveAhead(ahead) => {
+                    self.reserve_ahead(&cell, &campaign.id, day, ahead);
+                    return Ok(Ok(()));
+                }
                 Charge::NeedsReservation(needed) => needed,
             };
             let _reserving = cell.reserving.lock().await;
@@ -261,13 +357,10 @@ impl SpendLedger for EmbeddedLedger {
                 self.journal
                     .reserve(&campaign.id, day, needed.daily, needed.lifetime)
                     .await?;
-                let mut account = cell.counters.lock().unwrap_or_else(|e| e.into_inner());
-                if account.day == day {
-                    account.reserved_today = account.reserved_today.max(needed.daily);
-                }
-                if let Some(lifetime) = needed.lifetime {
-                    account.lifetime_reserved = account.lifetime_reserved.max(lifetime);
-                }
+                cell.counters
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .reserved_up_to(day, needed);
             }
         }
         anyhow::bail!("could not reserve budget for campaign {}", campaign.id)
@@ -315,5 +408,92 @@ impl SpendLedger for EmbeddedLedger {
     async fn close(&self) -> anyhow::Result<()> {
         self.journal.flush().await?;
         self.journal.release_reservations().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use admesh_common::{Database, on_pool};
+
+    use super::*;
+    use crate::{
+        campaign::spend_of_impression, store::CampaignStore, synthetic::synthetic_campaigns,
+    };
+
+    const DAY: i64 = 20_000;
+
+    async fn reserved_in_sql(database: &Database, campaign_id: &str) -> i64 {
+        let reserved: Option<i64> = on_pool!(database, pool => {
+            sqlx::query_scalar(
+                "SELECT reserved FROM campaign_daily_spend WHERE campaign_id = $1 AND day = $2",
+            )
+            .bind(campaign_id)
+            .bind(DAY)
+            .fetch_optional(pool)
+            .await
+            .expect("read the reservation")
+        });
+        reserved.unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn the_next_chunk_is_reserved_before_the_current_one_runs_out() {
+        let database = Database::connect_and_migrate("sqlite::memory:", 1)
+            .await
+            .expect("in-memory SQLite");
+        let mut campaign = synthetic_campaigns(1).pop().expect("a campaign");
+        let spend = spend_of_impression(campaign.bid_price);
+        // 1,000 impressions: a chunk is 64 of them.
+        campaign.daily_budget = 1_000 * spend;
+        campaign.lifetime_budget = None;
+        campaign.frequency_cap = None;
+        CampaignStore::new(database.clone())
+            .insert_all(std::slice::from_ref(&campaign))
+            .await
+            .expect("store the campaign");
+        let ledger = EmbeddedLedger::new(SpendJournal::new(database.clone()));
+        let charge = || async {
+            ledger
+                .try_charge(&campaign, "user-1", spend, DAY)
+                .await
+                .expect("SQL works")
+                .expect("within budget");
+        };
+
+        // The first charge finds nothing reserved and waits for a chunk.
+        charge().await;
+        assert_eq!(reserved_in_sql(&database, &campaign.id).await, 64 * spend);
+
+        // Past half of it, the next chunk is written in the background.
+        for _ in 1..33 {
+            charge().await;
+        }
+        let mut reserved = reserved_in_sql(&database, &campaign.id).await;
+        for _ in 0..1_000 {
+            if reserved > 64 * spend {
+                break;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            reserved = reserved_in_sql(&database, &campaign.id).await;
+        }
+        assert_eq!(reserved, 128 * spend, "one chunk beyond the first");
+
+        // Spending on through the second chunk never charges beyond SQL's
+        // reservation, and the whole budget is reachable.
+        for _ in 33..1_000 {
+            charge().await;
+            let spent = ledger
+                .spent(std::slice::from_ref(&campaign), DAY)
+                .await
+                .expect("spent")[0]
+                .today;
+            assert!(spent <= reserved_in_sql(&database, &campaign.id).await);
+        }
+        let refused = ledger
+            .try_charge(&campaign, "user-1", spend, DAY)
+            .await
+            .expect("SQL works");
+        assert_eq!(refused, Err(Rejection::BudgetExhausted));
     }
 }

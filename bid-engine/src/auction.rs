@@ -61,6 +61,8 @@ impl From<Rejection> for NoBid {
         match rejection {
             Rejection::BudgetExhausted => NoBid::BudgetExhausted,
             Rejection::FrequencyCapped => NoBid::FrequencyCapped,
+            // No budget this campaign can spend on this impression now.
+            Rejection::ReservationPending => NoBid::BudgetExhausted,
         }
     }
 }

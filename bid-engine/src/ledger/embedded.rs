@@ -347,7 +347,11 @@ impl SpendLedger for EmbeddedLedger {
                 }
                 Charge::NeedsReservation(needed) => needed,
             };
-            let _reserving = cell.reserving.lock().await;
+            // Under load every bid in flight may pick the same new winner;
+            // one writes its first chunk, the others bid on elsewhere.
+            let Ok(_reserving) = cell.reserving.try_lock() else {
+                return Ok(Err(Rejection::ReservationPending));
+            };
             let still_needed = !cell
                 .counters
                 .lock()
@@ -495,5 +499,36 @@ mod tests {
             .await
             .expect("SQL works");
         assert_eq!(refused, Err(Rejection::BudgetExhausted));
+    }
+
+    #[tokio::test]
+    async fn a_bid_does_not_queue_behind_another_bids_reservation() {
+        let database = Database::connect_and_migrate("sqlite::memory:", 1)
+            .await
+            .expect("in-memory SQLite");
+        let mut campaign = synthetic_campaigns(1).pop().expect("a campaign");
+        campaign.frequency_cap = None;
+        CampaignStore::new(database.clone())
+            .insert_all(std::slice::from_ref(&campaign))
+            .await
+            .expect("store the campaign");
+        let ledger = EmbeddedLedger::new(SpendJournal::new(database));
+        let spend = spend_of_impression(campaign.bid_price);
+
+        // Another bid is writing the first chunk.
+        let cell = ledger.account(&campaign, DAY);
+        let writing = cell.reserving.lock().await;
+        let meanwhile = ledger
+            .try_charge(&campaign, "user-1", spend, DAY)
+            .await
+            .expect("SQL works");
+        assert_eq!(meanwhile, Err(Rejection::ReservationPending));
+        drop(writing);
+
+        let after = ledger
+            .try_charge(&campaign, "user-1", spend, DAY)
+            .await
+            .expect("SQL works");
+        assert_eq!(after, Ok(()));
     }
 }

@@ -26,6 +26,10 @@ use crate::campaign::Campaign;
 pub enum Rejection {
     BudgetExhausted,
     FrequencyCapped,
+    /// Another bid is writing this campaign's budget reservation to SQL
+    /// (embedded ledger): this impression goes to the next campaign rather
+    /// than every concurrent bid queueing behind that one write.
+    ReservationPending,
 }
 
 /// A campaign's spend, micros.

@@ -54,6 +54,18 @@ struct Reservation {
     lifetime: Option<i64>,
 }
 
+impl Reservation {
+    /// One chunk past `daily_from` today and `lifetime_from` in total.
+    fn chunk_after(campaign: &Campaign, spend: i64, daily_from: i64, lifetime_from: i64) -> Self {
+        Self {
+            daily: reservation_target(daily_from, spend, campaign.daily_budget),
+            lifetime: campaign
+                .lifetime_budget
+                .map(|budget| reservation_target(lifetime_from, spend, budget)),
+        }
+    }
+}
+
 /// How much budget one reservation covers: 64 impressions or 1% of the
 /// budget, whichever is more, never beyond the budget.
 fn reservation_target(spent: i64, spend: i64, budget: i64) -> i64 {
@@ -116,24 +128,15 @@ impl Account {
                 || self.lifetime_spent + spend <= self.lifetime_reserved)
     }
 
+    /// A chunk beyond what is spent (a charge that ran out waits for it).
     fn next_reservation(&self, campaign: &Campaign, spend: i64) -> Reservation {
-        Reservation {
-            daily: reservation_target(self.spent_today, spend, campaign.daily_budget),
-            lifetime: campaign
-                .lifetime_budget
-                .map(|budget| reservation_target(self.lifetime_spent, spend, budget)),
-        }
+        Reservation::chunk_after(campaign, spend, self.spent_today, self.lifetime_spent)
     }
 
     /// A chunk beyond what is reserved now (one write per chunk, as when a
     /// charge runs out).
     fn reservation_beyond(&self, campaign: &Campaign, spend: i64) -> Reservation {
-        Reservation {
-            daily: reservation_target(self.reserved_today, spend, campaign.daily_budget),
-            lifetime: campaign
-                .lifetime_budget
-                .map(|budget| reservation_target(self.lifetime_reserved, spend, budget)),
-        }
+        Reservation::chunk_after(campaign, spend, self.reserved_today, self.lifetime_reserved)
     }
 
     /// Daily figures belong to one UTC day; a new day starts at zero.
@@ -440,22 +443,30 @@ mod tests {
         reserved.unwrap_or(0)
     }
 
-    #[tokio::test]
-    async fn the_next_chunk_is_reserved_before_the_current_one_runs_out() {
+    /// A ledger over a fresh database holding `campaign`.
+    async fn ledger_for(campaign: &Campaign) -> (EmbeddedLedger, Database) {
         let database = Database::connect_and_migrate("sqlite::memory:", 1)
             .await
             .expect("in-memory SQLite");
+        CampaignStore::new(database.clone())
+            .insert_all(std::slice::from_ref(campaign))
+            .await
+            .expect("store the campaign");
+        (
+            EmbeddedLedger::new(SpendJournal::new(database.clone())),
+            database,
+        )
+    }
+
+    #[tokio::test]
+    async fn the_next_chunk_is_reserved_before_the_current_one_runs_out() {
         let mut campaign = synthetic_campaigns(1).pop().expect("a campaign");
         let spend = spend_of_impression(campaign.bid_price);
         // 1,000 impressions: a chunk is 64 of them.
         campaign.daily_budget = 1_000 * spend;
         campaign.lifetime_budget = None;
         campaign.frequency_cap = None;
-        CampaignStore::new(database.clone())
-            .insert_all(std::slice::from_ref(&campaign))
-            .await
-            .expect("store the campaign");
-        let ledger = EmbeddedLedger::new(SpendJournal::new(database.clone()));
+        let (ledger, database) = ledger_for(&campaign).await;
         let charge = || async {
             ledger
                 .try_charge(&campaign, "user-1", spend, DAY)
@@ -503,16 +514,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_bid_does_not_queue_behind_another_bids_reservation() {
-        let database = Database::connect_and_migrate("sqlite::memory:", 1)
-            .await
-            .expect("in-memory SQLite");
         let mut campaign = synthetic_campaigns(1).pop().expect("a campaign");
         campaign.frequency_cap = None;
-        CampaignStore::new(database.clone())
-            .insert_all(std::slice::from_ref(&campaign))
-            .await
-            .expect("store the campaign");
-        let ledger = EmbeddedLedger::new(SpendJournal::new(database));
+        let (ledger, _database) = ledger_for(&campaign).await;
         let spend = spend_of_impression(campaign.bid_price);
 
         // Another bid is writing the first chunk.

@@ -4,8 +4,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
 };
+
+use tokio::sync::{mpsc, oneshot};
 
 use admesh_common::{
     Database,
@@ -53,6 +55,91 @@ struct Pending {
 pub struct SpendJournal {
     database: Database,
     pending: Mutex<Pending>,
+    /// The reservation writer, started on first use (on the runtime).
+    reservations: OnceLock<mpsc::UnboundedSender<ReservationRequest>>,
+}
+
+/// A reservation to write, and who waits for it.
+#[derive(Debug)]
+struct ReservationRequest {
+    campaign_id: Arc<str>,
+    day: i64,
+    daily: i64,
+    lifetime: Option<i64>,
+    written: oneshot::Sender<Result<(), String>>,
+}
+
+/// Writes the reservations that arrive together in one transaction, until
+/// the journal is dropped.
+async fn write_reservations(
+    database: Database,
+    mut requests: mpsc::UnboundedReceiver<ReservationRequest>,
+) {
+    let mut batch = Vec::new();
+    while requests.recv_many(&mut batch, RESERVATIONS_PER_WRITE).await > 0 {
+        let written = write_reservation_batch(&database, &batch)
+            .await
+            .map_err(|error| format!("{error:#}"));
+        for request in batch.drain(..) {
+            // A bid that gave up no longer listens; its chunk is written.
+            let _ = request.written.send(written.clone());
+        }
+    }
+}
+
+const RESERVATIONS_PER_WRITE: usize = 256;
+
+async fn write_reservation_batch(
+    database: &Database,
+    batch: &[ReservationRequest],
+) -> anyhow::Result<()> {
+    // One row per (campaign, day): a statement may not upsert a row twice.
+    let mut daily: HashMap<(&str, i64), i64> = HashMap::new();
+    let mut lifetime: HashMap<&str, i64> = HashMap::new();
+    for request in batch {
+        let bound = daily
+            .entry((&request.campaign_id, request.day))
+            .or_insert(0);
+        *bound = (*bound).max(request.daily);
+        if let Some(total) = request.lifetime {
+            let bound = lifetime.entry(&request.campaign_id).or_insert(0);
+            *bound = (*bound).max(total);
+        }
+    }
+    let daily: Vec<_> = daily.into_iter().collect();
+    on_pool!(database, pool => {
+        let mut tx = pool.begin_write().await?;
+        for chunk in statement_chunks(&daily) {
+            let sql = format!(
+                "INSERT INTO campaign_daily_spend (campaign_id, day, spent, impressions, reserved) VALUES {} \
+                 ON CONFLICT (campaign_id, day) DO UPDATE SET \
+                 reserved = CASE WHEN excluded.reserved > campaign_daily_spend.reserved \
+                            THEN excluded.reserved ELSE campaign_daily_spend.reserved END",
+                database.values_placeholders(chunk.len(), 5)
+            );
+            let mut query = sqlx::query(&sql);
+            for ((campaign_id, day), reserved) in chunk {
+                query = query
+                    .bind(*campaign_id)
+                    .bind(*day)
+                    .bind(0_i64)
+                    .bind(0_i64)
+                    .bind(*reserved);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for (campaign_id, total) in &lifetime {
+            sqlx::query(
+                "UPDATE campaigns SET lifetime_reserved = $1 WHERE id = $2 AND lifetime_reserved < $1",
+            )
+            .bind(*total)
+            .bind(*campaign_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+    });
+    Ok(())
 }
 
 impl SpendJournal {
@@ -60,6 +147,7 @@ impl SpendJournal {
         Self {
             database,
             pending: Mutex::new(Pending::default()),
+            reservations: OnceLock::new(),
         }
     }
 
@@ -186,39 +274,35 @@ impl SpendJournal {
     /// Records, before it is granted, that spend up to `daily` today (and
     /// `lifetime` in total, when given) may be charged: the bound a restart
     /// after a crash starts from. Only ever raises a stored reservation.
+    /// Reservations asked for at once are written in one transaction: when
+    /// the winner moves under load, many campaigns need their first chunk
+    /// together, and one write each queued them behind one another.
     pub async fn reserve(
         &self,
-        campaign_id: &str,
+        campaign_id: &Arc<str>,
         day: i64,
         daily: i64,
         lifetime: Option<i64>,
     ) -> anyhow::Result<()> {
-        on_pool!(&self.database, pool => {
-            let mut tx = pool.begin_write().await?;
-            sqlx::query(
-                "INSERT INTO campaign_daily_spend (campaign_id, day, spent, impressions, reserved) \
-                 VALUES ($1, $2, 0, 0, $3) \
-                 ON CONFLICT (campaign_id, day) DO UPDATE SET \
-                 reserved = CASE WHEN excluded.reserved > campaign_daily_spend.reserved \
-                            THEN excluded.reserved ELSE campaign_daily_spend.reserved END",
-            )
-            .bind(campaign_id)
-            .bind(day)
-            .bind(daily)
-            .execute(&mut *tx)
-            .await?;
-            if let Some(lifetime) = lifetime {
-                sqlx::query(
-                    "UPDATE campaigns SET lifetime_reserved = $1 WHERE id = $2 AND lifetime_reserved < $1",
-                )
-                .bind(lifetime)
-                .bind(campaign_id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
+        let (written, done) = tokio::sync::oneshot::channel();
+        let writer = self.reservations.get_or_init(|| {
+            let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(write_reservations(self.database.clone(), receiver));
+            sender
         });
-        Ok(())
+        let stopped = || anyhow::anyhow!("the reservation writer stopped");
+        writer
+            .send(ReservationRequest {
+                campaign_id: Arc::clone(campaign_id),
+                day,
+                daily,
+                lifetime,
+                written,
+            })
+            .map_err(|_| stopped())?;
+        done.await
+            .map_err(|_| stopped())?
+            .map_err(anyhow::Error::msg)
     }
 
     /// After the exact spend is written (clean shutdown): reservations fall
@@ -255,6 +339,65 @@ impl SpendJournal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{store::CampaignStore, synthetic::synthetic_campaigns};
+
+    #[tokio::test]
+    async fn reservations_asked_together_are_all_written_and_never_lowered() {
+        const DAY: i64 = 20_000;
+        let database = Database::connect_and_migrate("sqlite::memory:", 1)
+            .await
+            .expect("in-memory SQLite");
+        let campaigns = synthetic_campaigns(40);
+        CampaignStore::new(database.clone())
+            .insert_all(&campaigns)
+            .await
+            .expect("store the campaigns");
+        let journal = SpendJournal::new(database.clone());
+        let daily_of = |n: usize| 1_000 + n as i64;
+        let lifetime_of = |n: usize| n.is_multiple_of(2).then_some(5_000 + n as i64);
+        futures_util::future::try_join_all(
+            campaigns.iter().enumerate().map(|(n, campaign)| {
+                journal.reserve(&campaign.id, DAY, daily_of(n), lifetime_of(n))
+            }),
+        )
+        .await
+        .expect("reserved");
+        journal
+            .reserve(&campaigns[0].id, DAY, 10, Some(10))
+            .await
+            .expect("a lower reservation");
+
+        type Amounts = Vec<(String, i64)>;
+        let (daily, lifetime): (Amounts, Amounts) = on_pool!(&database, pool => {
+            (
+                sqlx::query_as("SELECT campaign_id, reserved FROM campaign_daily_spend WHERE day = $1")
+                    .bind(DAY)
+                    .fetch_all(pool)
+                    .await
+                    .expect("daily"),
+                sqlx::query_as("SELECT id, lifetime_reserved FROM campaigns")
+                    .fetch_all(pool)
+                    .await
+                    .expect("lifetime"),
+            )
+        });
+        let daily: HashMap<String, i64> = daily.into_iter().collect();
+        let lifetime: HashMap<String, i64> = lifetime.into_iter().collect();
+        for (n, campaign) in campaigns.iter().enumerate() {
+            assert_eq!(
+                daily.get(&*campaign.id),
+                Some(&daily_of(n)),
+                "{}",
+                campaign.id
+            );
+            assert_eq!(
+                lifetime.get(&*campaign.id).copied().unwrap_or(0),
+                lifetime_of(n).unwrap_or(0),
+                "{}",
+                campaign.id
+            );
+        }
+    }
 
     #[test]
     fn an_older_observation_never_replaces_a_newer_one() {

@@ -242,32 +242,32 @@ pub trait BeginWrite {
     fn begin_write(&self) -> impl Future<Output = WriteBegun<Self::Db>> + Send;
 }
 
-type WriteBegun<Db> = sqlx::Result<WriteTransaction<Db>>;
+type WriteBegun<Db> = sqlx::Result<WriteTransaction<'static, Db>>;
 
 /// A transaction from [`BeginWrite`]: use it as the connection
 /// (`execute(&mut *tx)`), then `commit`. On SQLite it also holds the
 /// file's [`write_gate`] until it ends.
-pub struct WriteTransaction<Db: sqlx::Database> {
+pub struct WriteTransaction<'c, Db: sqlx::Database> {
     // Declared first so it ends (commits or rolls back) before the gate
     // opens for the next writer.
-    transaction: sqlx::Transaction<'static, Db>,
+    transaction: sqlx::Transaction<'c, Db>,
     _gate: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
-impl<Db: sqlx::Database> WriteTransaction<Db> {
+impl<Db: sqlx::Database> WriteTransaction<'_, Db> {
     pub async fn commit(self) -> sqlx::Result<()> {
         self.transaction.commit().await
     }
 }
 
-impl<Db: sqlx::Database> std::ops::Deref for WriteTransaction<Db> {
+impl<Db: sqlx::Database> std::ops::Deref for WriteTransaction<'_, Db> {
     type Target = Db::Connection;
     fn deref(&self) -> &Db::Connection {
         &self.transaction
     }
 }
 
-impl<Db: sqlx::Database> std::ops::DerefMut for WriteTransaction<Db> {
+impl<Db: sqlx::Database> std::ops::DerefMut for WriteTransaction<'_, Db> {
     fn deref_mut(&mut self) -> &mut Db::Connection {
         &mut self.transaction
     }
@@ -283,8 +283,8 @@ const WRITE_GATE_WAIT: Duration = Duration::from_secs(5);
 /// reserves budget lost five tries in a row to the event and spend writers
 /// and waited 38 ms, which with the rest of its work went past the
 /// ad-server's 50 ms budget (and then every bid queued behind it did).
-/// Writers outside [`BeginWrite`] (single statements, the queue's pinned
-/// connection) still meet the others in the busy handler.
+/// Single statements outside a write transaction still meet the others in
+/// the busy handler.
 fn write_gate(pool: &SqlitePool) -> Arc<tokio::sync::Semaphore> {
     static GATES: OnceLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Semaphore>>>> = OnceLock::new();
     let file = pool.connect_options().get_filename().to_path_buf();
@@ -306,22 +306,26 @@ impl BeginWrite for SqlitePool {
     type Db = sqlx::Sqlite;
     fn begin_write(&self) -> impl Future<Output = WriteBegun<Self::Db>> + Send {
         let pool = self.clone();
-        let gate = write_gate(&pool);
         begin_to_the_end(async move {
-            let permit = tokio::time::timeout(WRITE_GATE_WAIT, gate.acquire_owned())
-                .await
-                .map_err(|_| {
-                    sqlx::Error::Io(std::io::Error::other(
-                        "database is locked: another writer of this process held it too long",
-                    ))
-                })?
-                .map_err(|closed| sqlx::Error::Io(std::io::Error::other(closed)))?;
+            let turn = wait_for_write_turn(&pool).await?;
             Ok(WriteTransaction {
                 transaction: pool.begin_with(SQLITE_BEGIN_WRITE).await?,
-                _gate: Some(permit),
+                _gate: Some(turn),
             })
         })
     }
+}
+
+/// This writer's turn at `pool`'s file ([`write_gate`]).
+async fn wait_for_write_turn(pool: &SqlitePool) -> sqlx::Result<tokio::sync::OwnedSemaphorePermit> {
+    tokio::time::timeout(WRITE_GATE_WAIT, write_gate(pool).acquire_owned())
+        .await
+        .map_err(|_| {
+            sqlx::Error::Io(std::io::Error::other(
+                "database is locked: another writer of this process held it too long",
+            ))
+        })?
+        .map_err(|closed| sqlx::Error::Io(std::io::Error::other(closed)))
 }
 
 /// Runs a pool's `begin` as a task of its own, so it always finishes.
@@ -347,13 +351,20 @@ async fn begin_to_the_end<Db: sqlx::Database>(
 }
 
 /// [`BeginWrite`] on a connection of one's own rather than the pool's.
-/// Not cancel-safe (see [`begin_to_the_end`]): for a connection that only
-/// a task which is never dropped mid-write uses (the queue's SQL writer).
-pub async fn begin_write_on(
-    connection: &mut sqlx::SqliteConnection,
-) -> sqlx::Result<sqlx::Transaction<'_, sqlx::Sqlite>> {
+/// `connection` must be to `pool`'s file: it waits its turn at the same
+/// [`write_gate`]. Not cancel-safe (see [`begin_to_the_end`]): for a
+/// connection that only a task which is never dropped mid-write uses (the
+/// queue's SQL writer).
+pub async fn begin_write_on<'c>(
+    pool: &SqlitePool,
+    connection: &'c mut sqlx::SqliteConnection,
+) -> sqlx::Result<WriteTransaction<'c, sqlx::Sqlite>> {
     use sqlx::Connection;
-    connection.begin_with(SQLITE_BEGIN_WRITE).await
+    let turn = wait_for_write_turn(pool).await?;
+    Ok(WriteTransaction {
+        transaction: connection.begin_with(SQLITE_BEGIN_WRITE).await?,
+        _gate: Some(turn),
+    })
 }
 
 impl BeginWrite for PgPool {
@@ -470,13 +481,9 @@ mod write_transaction_tests {
             .expect("a second connection")
     }
 
-    /// Writers of one file in this process queue at the write gate instead
-    /// of meeting in SQLite's busy handler: with no busy timeout at all,
-    /// eight overlapping writers all commit (without the gate, all but the
-    /// first fail at once with "database is locked").
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn overlapping_writers_queue_at_the_gate() {
-        let dir = tempfile::tempdir().expect("tempdir");
+    /// A pool whose connections never wait in SQLite's busy handler, over
+    /// a table `rows (n)`.
+    async fn pool_without_busy_timeout(dir: &tempfile::TempDir) -> SqlitePool {
         let options = SqliteConnectOptions::new()
             .filename(dir.path().join("gate.db"))
             .create_if_missing(true)
@@ -491,6 +498,51 @@ mod write_transaction_tests {
             .execute(&pool)
             .await
             .expect("create");
+        pool
+    }
+
+    /// The queue's writer, on a connection of its own, takes its turn at
+    /// the same gate as the pool's writers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pinned_connection_waits_its_turn_at_the_same_gate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = pool_without_busy_timeout(&dir).await;
+        let mut pinned = pool.connect_options().connect().await.expect("pinned");
+        let mut held = pool.begin_write().await.expect("the pool's writer");
+        let pinned_pool = pool.clone();
+        let pinned_writer = tokio::spawn(async move {
+            let mut transaction = begin_write_on(&pinned_pool, &mut pinned).await?;
+            sqlx::query("INSERT INTO rows (n) VALUES (2)")
+                .execute(&mut *transaction)
+                .await?;
+            transaction.commit().await
+        });
+        sqlx::query("INSERT INTO rows (n) VALUES (1)")
+            .execute(&mut *held)
+            .await
+            .expect("insert");
+        // Held a while, so the pinned writer arrives meanwhile.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        held.commit().await.expect("commit");
+        pinned_writer
+            .await
+            .expect("pinned task")
+            .expect("the pinned writer failed");
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM rows")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(count, 2);
+    }
+
+    /// Writers of one file in this process queue at the write gate instead
+    /// of meeting in SQLite's busy handler: with no busy timeout at all,
+    /// eight overlapping writers all commit (without the gate, all but the
+    /// first fail at once with "database is locked").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn overlapping_writers_queue_at_the_gate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = pool_without_busy_timeout(&dir).await;
         let writers: Vec<_> = (0..8)
             .map(|n| {
                 let pool = pool.clone();

@@ -333,23 +333,22 @@ fn outgoing_metadata(
 ) -> MetadataMap {
     let mut headers = HeaderMap::new();
     admesh_common::trace_context::inject_current_context(&mut headers);
-    if let Ok(mut value) = HeaderValue::from_str(request_id) {
-        // Unique per request: kept out of the HPACK table, where it would
-        // evict the headers every call repeats (as `traceparent` is).
-        value.set_sensitive(true);
-        headers.insert("x-request-id", value);
-    }
-    let mut put = |name: &'static str, value: &str| {
-        if let Ok(value) = HeaderValue::from_str(value) {
+    // `unique`: a value new on every request is kept out of the HPACK
+    // table, where it would evict the headers every call repeats (as
+    // `traceparent` is).
+    let mut put = |name: &'static str, value: &str, unique: bool| {
+        if let Ok(mut value) = HeaderValue::from_str(value) {
+            value.set_sensitive(unique);
             headers.insert(name, value);
         }
     };
+    put("x-request-id", request_id, true);
     if let Some(identity) = identity {
-        put(USER_METADATA, &identity.subject);
-        put(ROLE_METADATA, identity.role.as_str());
+        put(USER_METADATA, &identity.subject, false);
+        put(ROLE_METADATA, identity.role.as_str(), false);
     }
     if let Some(peer) = peer {
-        put("x-forwarded-for", peer);
+        put("x-forwarded-for", peer, false);
     }
     MetadataMap::from_headers(headers)
 }

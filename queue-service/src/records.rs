@@ -5,7 +5,7 @@
 
 use admesh_common::{
     Database,
-    db::{BeginWrite, begin_write_on, statement_chunks},
+    db::{BeginWrite, WriteTransaction, begin_write_on, statement_chunks},
     on_pool,
 };
 use std::{future::Future, sync::Arc, task::Poll};
@@ -378,7 +378,7 @@ impl JobRecords {
                 .await
                 .context("open the queue's SQLite writer")?,
         };
-        let written = match begin_write_on(&mut connection).await {
+        let written = match begin_write_on(pool, &mut connection).await {
             Ok(transaction) => write_sqlite(transaction, &self.database, batch, upsert_tail).await,
             Err(error) => Err(anyhow::Error::new(error).context("begin job write")),
         };
@@ -647,7 +647,7 @@ impl JobRecords {
 /// runs the one before: bound one after the other, SQLite sat idle for a
 /// fifth of every commit.
 async fn write_sqlite(
-    mut transaction: sqlx::Transaction<'_, sqlx::Sqlite>,
+    mut transaction: WriteTransaction<'_, sqlx::Sqlite>,
     database: &Database,
     batch: &WriteBatch,
     upsert_tail: &str,

@@ -1,5 +1,6 @@
-//! A channel over a list of replicas (`http://a,http://b`) keeps working
-//! when the replica it used fails and another comes back.
+//! The mesh's channels keep working when a replica fails and comes back:
+//! one replica (`http://a`, calls straight onto one connection) and a list
+//! of replicas (`http://a,http://b`, balanced).
 
 mod support;
 
@@ -27,7 +28,7 @@ async fn replica() -> CuttableProxy {
     proxy
 }
 
-async fn answers(client: &HealthClient<tonic::transport::Channel>) -> bool {
+async fn answers(client: &HealthClient<admesh_common::MeshChannel>) -> bool {
     let mut request = tonic::Request::new(HealthCheckRequest::default());
     request.set_timeout(Duration::from_secs(1));
     client.clone().check(request).await.is_ok()
@@ -66,4 +67,77 @@ async fn a_replica_that_failed_and_came_back_takes_calls_again() {
         answers(&client).await.then_some(())
     })
     .await;
+}
+
+/// One replica: calls go straight onto one shared connection. While the
+/// replica is away every call fails UNAVAILABLE (a lost connection is not
+/// an unknown error); once it is back, the next calls connect again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_replica_that_failed_and_came_back_takes_calls_again() {
+    let replica = replica().await;
+    let channel =
+        admesh_common::lazy_channel(&format!("http://{}", replica.address)).expect("channel");
+    assert!(
+        matches!(channel, admesh_common::MeshChannel::Direct(_)),
+        "one URL makes a direct channel"
+    );
+    let client = HealthClient::new(channel);
+    let within = Duration::from_secs(30);
+    support::eventually("the replica up", within, || async {
+        answers(&client).await.then_some(())
+    })
+    .await;
+
+    replica.cut();
+    for _ in 0..5 {
+        let mut request = tonic::Request::new(HealthCheckRequest::default());
+        request.set_timeout(Duration::from_secs(5));
+        let status = client
+            .clone()
+            .check(request)
+            .await
+            .expect_err("the replica is cut off");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    }
+
+    replica.restore();
+    support::eventually("the replica back", within, || async {
+        answers(&client).await.then_some(())
+    })
+    .await;
+    // Calls from many tasks at once share the one new connection.
+    let calls: Vec<_> = (0..32)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { answers(&client).await })
+        })
+        .collect();
+    for call in calls {
+        assert!(
+            call.await.expect("call task"),
+            "a call after the replica came back"
+        );
+    }
+}
+
+/// An unreachable replica answers UNAVAILABLE at once, without a server.
+#[tokio::test]
+async fn a_replica_nobody_listens_on_answers_unavailable() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    drop(listener);
+    let mut client = HealthClient::new(
+        admesh_common::lazy_channel(&format!("http://{address}")).expect("channel"),
+    );
+    let status = client
+        .check(HealthCheckRequest::default())
+        .await
+        .expect_err("nobody listens");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains(&address.to_string()),
+        "{status:?}"
+    );
 }

@@ -5,6 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use admesh_common::MeshChannel as Channel;
 use admesh_common::{
     TraceContextInterceptor,
     events::EventPublisher,
@@ -17,7 +18,7 @@ use admesh_proto::{
     analytics::v1::{AdEvent, EventType},
     bid::v1::{BidRequest, BidResponse, NoBidReason, bid_engine_client::BidEngineClient},
 };
-use tonic::{Code, Request, Response, Status, codegen::InterceptedService, transport::Channel};
+use tonic::{Code, Request, Response, Status, codegen::InterceptedService};
 
 use crate::{
     breaker::CircuitBreaker,

@@ -11,6 +11,7 @@ use std::{
 
 use crate::slo::{self, Snapshot};
 
+use admesh_common::MeshChannel as Channel;
 use admesh_common::{
     MeshConfig,
     health::{RemoteHealth, RemoteHealthClient, check_remote, remote_health_client},
@@ -20,7 +21,7 @@ use admesh_proto::{
     agent::v1::{DiagnoseResponse, Finding, ServiceHealth},
     queue::v1::{GetQueueStatsRequest, queue_service_client::QueueServiceClient},
 };
-use tonic::{codegen::InterceptedService, transport::Channel};
+use tonic::codegen::InterceptedService;
 
 /// A health check slower than this is itself a finding.
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(1);

@@ -1,9 +1,10 @@
 //! Runs an intent through the other services' gRPC APIs (with the caller's
 //! trace context) and says what it did, or on a dry run what it would do.
 
+use admesh_common::MeshChannel as Channel;
 use prost::Message;
 use serde_json::{Value, json};
-use tonic::{Code, Status, codegen::InterceptedService, transport::Channel};
+use tonic::{Code, Status, codegen::InterceptedService};
 
 use admesh_common::{
     Database, MeshConfig, TraceContextInterceptor, lazy_channel, on_pool,

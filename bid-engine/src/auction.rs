@@ -15,7 +15,7 @@ use admesh_proto::common::v1::DeviceType;
 use fixedbitset::FixedBitSet;
 
 use crate::{
-    campaign::{Campaign, CampaignStatus, spend_of_impression},
+    campaign::{Campaign, CampaignStatus, FastHash, spend_of_impression},
     ledger::{Rejection, SpendLedger},
 };
 
@@ -104,14 +104,14 @@ pub fn clearing_price(kind: AuctionKind, own_bid: i64, runner_up: Option<i64>, f
 #[derive(Debug)]
 struct Dimension<K> {
     any: FixedBitSet,
-    by_value: HashMap<K, FixedBitSet>,
+    by_value: HashMap<K, FixedBitSet, FastHash>,
 }
 
 impl<K: std::hash::Hash + Eq> Dimension<K> {
     fn new(len: usize) -> Self {
         Self {
             any: FixedBitSet::with_capacity(len),
-            by_value: HashMap::new(),
+            by_value: HashMap::default(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! loaded (countries upper-case, interests and placements as given, device
 //! types as enum values), so matching a bid never re-parses anything.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use admesh_proto::common::v1::DeviceType;
 
@@ -79,6 +79,14 @@ pub struct Ad {
     pub redirect_url: String,
     pub created_at: i64,
 }
+
+/// Fast hashing for maps keyed by campaign data: their keys come from
+/// operators, not from bid requests, so SipHash's flood resistance buys
+/// nothing here, and on the bid path its cost showed in profiles.
+pub type FastHash = foldhash::fast::RandomState;
+
+/// A map by campaign id.
+pub type CampaignMap<V> = HashMap<Arc<str>, V, FastHash>;
 
 /// A campaign. Spend lives in the ledger, not here: the persisted figures
 /// below only seed the ledger when it first meets the campaign.

@@ -151,7 +151,7 @@ impl RemoteHealth {
 
 /// A health client that carries the caller's trace context.
 pub type RemoteHealthClient = tonic_health::pb::health_client::HealthClient<
-    tonic::codegen::InterceptedService<tonic::transport::Channel, crate::TraceContextInterceptor>,
+    tonic::codegen::InterceptedService<crate::MeshChannel, crate::TraceContextInterceptor>,
 >;
 
 /// A health client for the service at `url`, connecting on first use.

@@ -76,6 +76,17 @@ fn click_url_like_the_ad_servers(bid: &BidResponse) -> String {
     format!("{}/v1/click?t={token}", base.trim_end_matches('/'))
 }
 
+/// tonic's own client channel to `address`, as a bare tonic client makes
+/// one (with TCP_NODELAY, as the mesh's): the echo measures the stack as it
+/// comes, not AdMesh's channel (`admesh_common::channel`).
+pub fn bare_tonic_channel(address: SocketAddr) -> anyhow::Result<Channel> {
+    Ok(
+        tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+            .tcp_nodelay(true)
+            .connect_lazy(),
+    )
+}
+
 /// Answers every bid with the same winning bid (cloned, as the bid-engine
 /// copies a campaign's ad into each answer).
 struct EchoBack {
@@ -170,7 +181,7 @@ impl EchoTwoHop {
                 )
                 .await
         });
-        let channel = admesh_common::lazy_channel(&format!("http://{back}"))?;
+        let channel = bare_tonic_channel(back)?;
         let front_service = AdServerServer::new(EchoFront {
             back: BidEngineClient::new(channel),
             click_url,

@@ -13,6 +13,7 @@ use std::{
     time::Duration,
 };
 
+use admesh_common::MeshChannel as Channel;
 use admesh_common::time::{millis_of, now_millis};
 use admesh_proto::queue::v1::{
     self as pb, process_event::Event, queue_service_client::QueueServiceClient,
@@ -24,7 +25,6 @@ use tokio::{
 };
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use crate::{analysis::analyze, job::Job};
 

@@ -17,7 +17,7 @@ use std::{
 };
 
 use super::{Rejection, SpendJournal, SpendLedger, Spent, journal::SpendTotals};
-use crate::campaign::Campaign;
+use crate::campaign::{Campaign, CampaignMap};
 
 #[derive(Debug)]
 struct Account {
@@ -191,7 +191,7 @@ enum Charge {
 
 #[derive(Debug)]
 pub struct EmbeddedLedger {
-    accounts: RwLock<HashMap<Arc<str>, Arc<AccountCell>>>,
+    accounts: RwLock<CampaignMap<Arc<AccountCell>>>,
     frequency: Mutex<FrequencyBook>,
     journal: Arc<SpendJournal>,
 }
@@ -200,7 +200,7 @@ impl EmbeddedLedger {
     /// A ledger writing behind to `journal`.
     pub fn new(journal: SpendJournal) -> Self {
         Self {
-            accounts: RwLock::new(HashMap::new()),
+            accounts: RwLock::new(CampaignMap::default()),
             frequency: Mutex::new(FrequencyBook::default()),
             journal: Arc::new(journal),
         }

@@ -15,6 +15,8 @@ use admesh_common::{
     on_pool,
 };
 
+use crate::campaign::CampaignMap;
+
 /// Totals after a charge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SpendTotals {
@@ -46,7 +48,7 @@ impl SpendTotals {
 
 #[derive(Debug, Default)]
 struct Pending {
-    spend: HashMap<Arc<str>, SpendTotals>,
+    spend: CampaignMap<SpendTotals>,
     /// (campaign, user, day) → impressions that day.
     frequency: HashMap<(Arc<str>, String, i64), i64>,
 }

@@ -50,8 +50,8 @@ pub fn descriptor_pool() -> anyhow::Result<DescriptorPool> {
 }
 
 /// A channel to a remote service as an [`Upstream`].
-pub fn remote(channel: tonic::transport::Channel) -> Upstream {
-    BoxCloneSyncService::new(channel.map_err(|error| TransportError(error.into())))
+pub fn remote(channel: admesh_common::MeshChannel) -> Upstream {
+    BoxCloneSyncService::new(channel.map_err(TransportError))
 }
 
 /// Calls services by their full name.

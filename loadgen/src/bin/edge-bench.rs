@@ -114,7 +114,7 @@ async fn bare_serve(
 }
 
 async fn start_bare(echo_front: SocketAddr, stop: CancellationToken) -> anyhow::Result<SocketAddr> {
-    let channel = admesh_common::lazy_channel(&format!("http://{echo_front}"))?;
+    let channel = admesh_loadgen::echo::bare_tonic_channel(echo_front)?;
     let app = Router::new()
         .route("/serve", get(bare_serve))
         .with_state(AdServerClient::new(channel));

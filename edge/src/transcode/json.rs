@@ -147,8 +147,13 @@ fn apply_query(
             Some((field, key)) => (field, Some(key)),
             None => (name.as_ref(), None),
         };
-        let fields = resolve_fields(input, path_text.split('.'))
-            .ok_or_else(|| BadRequest(format!("unknown query parameter {name}")))?;
+        let fields = match route.top_level_fields.get(path_text) {
+            Some(field) => Cow::Borrowed(std::slice::from_ref(field)),
+            None => Cow::Owned(
+                resolve_fields(input, path_text.split('.'))
+                    .ok_or_else(|| BadRequest(format!("unknown query parameter {name}")))?,
+            ),
+        };
         if let BodyRule::Field(body_field) = &route.body
             && fields.first() == Some(body_field)
         {

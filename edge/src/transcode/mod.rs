@@ -57,7 +57,7 @@ pub fn remote(channel: admesh_common::MeshChannel) -> Upstream {
 /// Calls services by their full name.
 #[derive(Clone, Default)]
 pub struct Upstreams {
-    by_service: HashMap<String, Upstream>,
+    by_service: HashMap<String, Upstream, foldhash::fast::RandomState>,
 }
 
 impl std::fmt::Debug for Upstreams {

@@ -51,6 +51,9 @@ pub struct Route {
     pub grpc_path: PathAndQuery,
     /// `"GET /api/v1/ads/{ad_id}"`: what rate-limit rules and metrics name.
     pub key: String,
+    /// The request's own fields by proto and JSON name, found once here
+    /// rather than in the descriptor for every query parameter of every call.
+    pub top_level_fields: HashMap<Box<str>, FieldDescriptor, foldhash::fast::RandomState>,
 }
 
 impl Route {
@@ -272,8 +275,16 @@ impl Route {
             ("admesh.adserver.v1.AdServer.Click", _) => Answer::NoContent,
             _ => Answer::Json,
         };
+        // JSON names first, so a proto name wins where the two collide,
+        // as in `json::field_named`.
+        let top_level_fields = input
+            .fields()
+            .map(|field| (Box::from(field.json_name()), field))
+            .chain(input.fields().map(|field| (Box::from(field.name()), field)))
+            .collect();
         Ok(Self {
             answer,
+            top_level_fields,
             key: format!("{method} {path}"),
             method,
             template,

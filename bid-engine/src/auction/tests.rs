@@ -530,3 +530,81 @@ fn the_word_at_a_time_walk_finds_what_a_scan_finds() {
     }
     assert!(checked > 20, "too few bids matched anything: {checked}");
 }
+
+/// A ledger where one campaign's budget reservation is always being
+/// written by another bid (`Rejection::ReservationPending`) and every other
+/// campaign pays.
+#[derive(Debug)]
+struct ReservingLedger {
+    reserving: &'static str,
+}
+
+#[async_trait::async_trait]
+impl crate::ledger::SpendLedger for ReservingLedger {
+    fn precheck(&self, _: &Campaign, _: &str, _: i64) -> Option<crate::ledger::Rejection> {
+        None
+    }
+
+    async fn try_charge(
+        &self,
+        campaign: &Campaign,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> anyhow::Result<Result<(), crate::ledger::Rejection>> {
+        Ok(if &*campaign.id == self.reserving {
+            Err(crate::ledger::Rejection::ReservationPending)
+        } else {
+            Ok(())
+        })
+    }
+
+    async fn spent(
+        &self,
+        campaigns: &[Campaign],
+        _: i64,
+    ) -> anyhow::Result<Vec<crate::ledger::Spent>> {
+        Ok(vec![crate::ledger::Spent::default(); campaigns.len()])
+    }
+
+    fn limits_changed(&self) {}
+
+    async fn restore(&self, _: i64) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn flush(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_campaign_whose_reservation_is_pending_passes_the_impression_on() {
+    let impression = Impression::default();
+    let bid = BidContext {
+        user_id: impression.user,
+        placement_id: impression.placement,
+        country: impression.country,
+        device_type: impression.device,
+        age: impression.age,
+        interests: &impression.interests,
+        floor_cpm: impression.floor,
+        now: impression.now,
+        day: utc_day_of(impression.now),
+    };
+    let ledger = ReservingLedger { reserving: "c1" };
+
+    // The runner-up takes the impression.
+    let both = AuctionIndex::build([campaign(1, 2_000_000), campaign(2, 1_000_000)].map(Arc::new));
+    let outcome = run_auction(&both, &bid, AuctionKind::FirstPrice, &ledger)
+        .await
+        .expect("no storage");
+    assert_eq!(winner(&outcome), "c2");
+
+    // Alone, it answers as a spent budget: nothing can pay for this impression now.
+    let alone = AuctionIndex::build([campaign(1, 2_000_000)].map(Arc::new));
+    let outcome = run_auction(&alone, &bid, AuctionKind::FirstPrice, &ledger)
+        .await
+        .expect("no storage");
+    assert_eq!(reason(&outcome), NoBid::BudgetExhausted);
+}

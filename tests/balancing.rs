@@ -105,7 +105,7 @@ async fn a_single_replica_that_failed_and_came_back_takes_calls_again() {
         answers(&client).await.then_some(())
     })
     .await;
-    // Calls from many tasks at once share the one new connection.
+    // Calls from many tasks at once all go through the new connection.
     let calls: Vec<_> = (0..32)
         .map(|_| {
             let client = client.clone();

@@ -5,9 +5,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use admesh_common::MeshChannel as Channel;
 use admesh_common::{
-    TraceContextInterceptor,
+    MeshChannel, TraceContextInterceptor,
     events::EventPublisher,
     status::storage_unavailable,
     time::{now_millis, timestamp},
@@ -30,7 +29,7 @@ use crate::{
 const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_PAGE_SIZE: u32 = 500;
 
-pub type BidClient = BidEngineClient<InterceptedService<Channel, TraceContextInterceptor>>;
+pub type BidClient = BidEngineClient<InterceptedService<MeshChannel, TraceContextInterceptor>>;
 
 #[derive(Clone, Debug)]
 pub struct AdServerService {

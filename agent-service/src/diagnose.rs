@@ -11,9 +11,8 @@ use std::{
 
 use crate::slo::{self, Snapshot};
 
-use admesh_common::MeshChannel as Channel;
 use admesh_common::{
-    MeshConfig,
+    MeshChannel, MeshConfig,
     health::{RemoteHealth, RemoteHealthClient, check_remote, remote_health_client},
 };
 use admesh_common::{TraceContextInterceptor, lazy_channel};
@@ -31,7 +30,7 @@ const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct MeshProbe {
     /// (name, health client, metrics URL).
     services: Vec<(&'static str, RemoteHealthClient, String)>,
-    queue: QueueServiceClient<InterceptedService<Channel, TraceContextInterceptor>>,
+    queue: QueueServiceClient<InterceptedService<MeshChannel, TraceContextInterceptor>>,
     http: reqwest::Client,
     /// Each service's figures at the last diagnosis.
     previous: Arc<Mutex<HashMap<&'static str, Snapshot>>>,

@@ -1,13 +1,12 @@
 //! Runs an intent through the other services' gRPC APIs (with the caller's
 //! trace context) and says what it did, or on a dry run what it would do.
 
-use admesh_common::MeshChannel as Channel;
 use prost::Message;
 use serde_json::{Value, json};
 use tonic::{Code, Status, codegen::InterceptedService};
 
 use admesh_common::{
-    Database, MeshConfig, TraceContextInterceptor, lazy_channel, on_pool,
+    Database, MeshChannel, MeshConfig, TraceContextInterceptor, lazy_channel, on_pool,
     time::{now_millis, timestamp},
 };
 use admesh_proto::{
@@ -31,7 +30,7 @@ use crate::{
     intent::{CATALOGUE, Intent, JobSelector, Metric, Period, Ranking},
 };
 
-type Traced = InterceptedService<Channel, TraceContextInterceptor>;
+type Traced = InterceptedService<MeshChannel, TraceContextInterceptor>;
 
 /// What running an intent gave.
 #[derive(Clone, Debug, PartialEq)]

@@ -10,12 +10,12 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use admesh_common::config::AuctionKind;
+use admesh_common::{FastHash, config::AuctionKind};
 use admesh_proto::common::v1::DeviceType;
 use fixedbitset::FixedBitSet;
 
 use crate::{
-    campaign::{Campaign, CampaignStatus, FastHash, spend_of_impression},
+    campaign::{Campaign, CampaignStatus, spend_of_impression},
     ledger::{Rejection, SpendLedger},
 };
 

@@ -4,6 +4,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
+use admesh_common::FastHash;
 use admesh_proto::common::v1::DeviceType;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,11 +80,6 @@ pub struct Ad {
     pub redirect_url: String,
     pub created_at: i64,
 }
-
-/// Fast hashing for maps keyed by campaign data: their keys come from
-/// operators, not from bid requests, so SipHash's flood resistance buys
-/// nothing here, and on the bid path its cost showed in profiles.
-pub type FastHash = foldhash::fast::RandomState;
 
 /// A map by campaign id.
 pub type CampaignMap<V> = HashMap<Arc<str>, V, FastHash>;

@@ -150,14 +150,12 @@ impl DirectChannel {
             *request.uri_mut() = shared.origin_of(request.uri())?;
             match connection.send_request(request).await {
                 Ok(response) => Ok(response.map(Body::new)),
-                Err(error) if connection_lost(&error) => {
-                    shared.forget(&connection);
-                    Err(Status::unavailable(format!(
-                        "connection to {} lost: {error}",
-                        shared.authority
-                    ))
-                    .into())
-                }
+                // The next call finds the connection closed and connects again.
+                Err(error) if connection_lost(&error) => Err(Status::unavailable(format!(
+                    "connection to {} lost: {error}",
+                    shared.authority
+                ))
+                .into()),
                 // A stream-level error (e.g. RST_STREAM): tonic's own mapping.
                 Err(error) => Err(Status::from_error(Box::new(error)).into()),
             }
@@ -215,17 +213,6 @@ impl Shared {
             }
         });
         Ok(sender)
-    }
-
-    /// Drops `closed` so the next call connects again (unless another call
-    /// already replaced it).
-    fn forget(&self, closed: &http2::SendRequest<Body>) {
-        if closed.is_closed() {
-            self.connection.rcu(|current| match current {
-                Some(open) if !open.is_closed() => Some(Arc::clone(open)),
-                _ => None,
-            });
-        }
     }
 
     /// `uri` (a method path) with this replica's scheme and authority, as

@@ -26,6 +26,13 @@ pub mod validation;
 
 pub use channel::{DirectChannel, MeshChannel, lazy_channel};
 pub use config::{MeshConfig, Secret};
+
+/// Fast hashing for maps whose keys come from operators or from the
+/// service's own definitions (campaign ids, route fields, service names),
+/// never from a request: SipHash's flood resistance buys nothing there, and
+/// on the bid and serve paths its cost showed in profiles. Maps keyed by
+/// request input keep the standard hasher.
+pub type FastHash = foldhash::fast::RandomState;
 pub use db::Database;
 pub use grpc_host::{GrpcService, nodelay_incoming, serve_grpc};
 pub use health::Dependency;

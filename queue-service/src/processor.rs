@@ -13,8 +13,10 @@ use std::{
     time::Duration,
 };
 
-use admesh_common::MeshChannel as Channel;
-use admesh_common::time::{millis_of, now_millis};
+use admesh_common::{
+    MeshChannel,
+    time::{millis_of, now_millis},
+};
 use admesh_proto::queue::v1::{
     self as pb, process_event::Event, queue_service_client::QueueServiceClient,
 };
@@ -165,7 +167,7 @@ pub async fn run(options: ProcessorOptions, shutdown: CancellationToken) -> anyh
 
 /// The jobs in hand and how many may run at once.
 struct Worker {
-    client: QueueServiceClient<Channel>,
+    client: QueueServiceClient<MeshChannel>,
     options: ProcessorOptions,
     permits: Arc<Semaphore>,
     concurrency: Mutex<u32>,
@@ -175,7 +177,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(client: QueueServiceClient<Channel>, options: ProcessorOptions) -> Self {
+    fn new(client: QueueServiceClient<MeshChannel>, options: ProcessorOptions) -> Self {
         Self {
             client,
             permits: Arc::new(Semaphore::new(1)),
@@ -285,7 +287,7 @@ fn job_of(job: &pb::AdJob) -> Job {
 /// in flight, so finished jobs need not wait for an earlier batch's SQL
 /// commit. Retries failed calls (completion is idempotent by lease id).
 async fn acknowledge(
-    client: QueueServiceClient<Channel>,
+    client: QueueServiceClient<MeshChannel>,
     receiver: mpsc::UnboundedReceiver<pb::CompleteJobRequest>,
 ) {
     let sent = send_in_batches(
@@ -354,7 +356,7 @@ where
 const ACK_CALLS_IN_FLIGHT: usize = 16;
 
 async fn send_completions(
-    client: QueueServiceClient<Channel>,
+    client: QueueServiceClient<MeshChannel>,
     completions: Vec<pb::CompleteJobRequest>,
 ) {
     let mut attempt = 0u32;

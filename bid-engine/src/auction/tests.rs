@@ -115,7 +115,14 @@ async fn auction_with(
 ) -> Outcome {
     ledger.store(campaigns).await;
     let index = AuctionIndex::build(campaigns.iter().cloned().map(Arc::new));
-    let bid = BidContext {
+    let bid = bid_context(impression);
+    run_auction(&index, &bid, kind, &ledger.ledger)
+        .await
+        .expect("in-memory SQLite does not fail")
+}
+
+fn bid_context(impression: &Impression) -> BidContext<'_> {
+    BidContext {
         user_id: impression.user,
         placement_id: impression.placement,
         country: impression.country,
@@ -125,10 +132,7 @@ async fn auction_with(
         floor_cpm: impression.floor,
         now: impression.now,
         day: utc_day_of(impression.now),
-    };
-    run_auction(&index, &bid, kind, &ledger.ledger)
-        .await
-        .expect("in-memory SQLite does not fail")
+    }
 }
 
 fn utc_day_of(now: i64) -> i64 {
@@ -581,17 +585,7 @@ impl crate::ledger::SpendLedger for ReservingLedger {
 #[tokio::test]
 async fn a_campaign_whose_reservation_is_pending_passes_the_impression_on() {
     let impression = Impression::default();
-    let bid = BidContext {
-        user_id: impression.user,
-        placement_id: impression.placement,
-        country: impression.country,
-        device_type: impression.device,
-        age: impression.age,
-        interests: &impression.interests,
-        floor_cpm: impression.floor,
-        now: impression.now,
-        day: utc_day_of(impression.now),
-    };
+    let bid = bid_context(&impression);
     let ledger = ReservingLedger { reserving: "c1" };
 
     // The runner-up takes the impression.

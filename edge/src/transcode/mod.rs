@@ -57,7 +57,7 @@ pub fn remote(channel: admesh_common::MeshChannel) -> Upstream {
 /// Calls services by their full name.
 #[derive(Clone, Default)]
 pub struct Upstreams {
-    by_service: HashMap<String, Upstream, foldhash::fast::RandomState>,
+    by_service: HashMap<String, Upstream, admesh_common::FastHash>,
 }
 
 impl std::fmt::Debug for Upstreams {

@@ -53,7 +53,7 @@ pub struct Route {
     pub key: String,
     /// The request's own fields by proto and JSON name, found once here
     /// rather than in the descriptor for every query parameter of every call.
-    pub top_level_fields: HashMap<Box<str>, FieldDescriptor, foldhash::fast::RandomState>,
+    pub top_level_fields: HashMap<Box<str>, FieldDescriptor, admesh_common::FastHash>,
 }
 
 impl Route {

@@ -1,10 +1,11 @@
 //! gRPC client channels between the services.
 //!
 //! One replica: [`DirectChannel`], calls written straight onto one shared
-//! HTTP/2 connection. tonic's `Channel` puts a `tower::Buffer` in front of
-//! its connection, so every call is handed to a worker task and its answer
-//! handed back over a oneshot, one more task hop per call. On the serve
-//! path that hop is paid twice per ad (edge → ad-server → bid-engine).
+//! HTTP/2 connection with the `h2` crate, from the caller's own task.
+//! tonic's `Channel` puts a `tower::Buffer` in front of hyper's client, and
+//! hyper's client hands each request to its connection task and spawns a
+//! task per call to await the answer: three task hops per call, paid twice
+//! per ad on the serve path (edge → ad-server → bid-engine).
 //! Several replicas: tonic's balanced channel (power of two choices).
 
 use std::{
@@ -17,8 +18,9 @@ use std::{
 
 use anyhow::Context as _;
 use arc_swap::ArcSwapOption;
-use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::ready;
 use tonic::{Status, body::Body};
 
 /// How long a connection attempt may take before the call fails.
@@ -96,6 +98,11 @@ impl tower::Service<http::Request<Body>> for MeshChannel {
 /// One lazily made HTTP/2 connection to one replica, shared by every clone.
 /// A call finding it closed (the replica restarted, the network dropped it)
 /// connects again; a call that cannot connect fails UNAVAILABLE.
+///
+/// Calls go onto the connection with the `h2` crate itself, from the
+/// caller's task: hyper's client hands each request to its connection task
+/// over a channel and spawns a task per call to await the answer, two task
+/// hops a call that this path does not need.
 #[derive(Clone, Debug)]
 pub struct DirectChannel {
     shared: Arc<Shared>,
@@ -105,11 +112,30 @@ pub struct DirectChannel {
 struct Shared {
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
-    connection: ArcSwapOption<http2::SendRequest<Body>>,
+    connection: ArcSwapOption<Connection>,
     /// Held while connecting, so concurrent calls make one connection; it
     /// keeps the last failed attempt (when, and why).
     connecting: tokio::sync::Mutex<Option<(std::time::Instant, Status)>>,
 }
+
+/// An open HTTP/2 connection: its request handle, and whether the task
+/// driving it has ended.
+#[derive(Debug)]
+struct Connection {
+    sender: h2::client::SendRequest<Bytes>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Connection {
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// HTTP/2 windows as hyper's client sets them: a stream may have 2 MiB in
+/// flight, the connection 5 MiB, before the reader acknowledges.
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
 
 impl DirectChannel {
     /// A channel to `url` (`http://host:port`); nothing is connected yet.
@@ -142,41 +168,143 @@ impl DirectChannel {
 
     fn call(
         &self,
-        mut request: http::Request<Body>,
+        request: http::Request<Body>,
     ) -> BoxFuture<Result<http::Response<Body>, BoxError>> {
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
-            let mut connection = shared.open_connection().await?;
-            *request.uri_mut() = shared.origin_of(request.uri())?;
-            match connection.send_request(request).await {
-                Ok(response) => Ok(response.map(Body::new)),
-                // The next call finds the connection closed and connects again.
-                Err(error) if connection_lost(&error) => Err(Status::unavailable(format!(
-                    "connection to {} lost: {error}",
-                    shared.authority
-                ))
-                .into()),
-                // A stream-level error (e.g. RST_STREAM): tonic's own mapping.
-                Err(error) => Err(Status::from_error(Box::new(error)).into()),
-            }
+            let sender = shared.open_connection().await?;
+            let lost = |error: h2::Error| shared.status_of(error);
+            let (mut parts, body) = request.into_parts();
+            parts.uri = shared.origin_of(&parts.uri)?;
+            let mut sender = sender.ready().await.map_err(lost)?;
+            let (response, stream) = sender
+                .send_request(http::Request::from_parts(parts, ()), false)
+                .map_err(lost)?;
+            send_body(body, stream)?;
+            let response = response.await.map_err(lost)?;
+            let shared = Arc::clone(&shared);
+            Ok(response.map(|recv| {
+                Body::new(ResponseBody {
+                    recv,
+                    data_done: false,
+                    shared,
+                })
+            }))
         })
+    }
+}
+
+/// Writes the request body: inline as far as it is ready (all of it, for
+/// a unary call), then from a task of its own for a body that streams.
+fn send_body(mut body: Body, mut stream: h2::SendStream<Bytes>) -> Result<(), Status> {
+    let waker = std::task::Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    match pump(&mut body, &mut stream, &mut cx) {
+        Poll::Ready(result) => result,
+        Poll::Pending => {
+            tokio::spawn(async move {
+                // The stream resets itself when dropped unfinished.
+                let _ = std::future::poll_fn(|cx| pump(&mut body, &mut stream, cx)).await;
+            });
+            Ok(())
+        }
+    }
+}
+
+/// Moves body frames to the stream until the body ends or has nothing yet.
+fn pump(
+    body: &mut Body,
+    stream: &mut h2::SendStream<Bytes>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), Status>> {
+    use http_body::Body as _;
+    loop {
+        let frame = match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => {
+                return Poll::Ready(stream.send_data(Bytes::new(), true).map_err(sending));
+            }
+            Poll::Ready(Some(Err(status))) => {
+                stream.send_reset(h2::Reason::CANCEL);
+                return Poll::Ready(Err(status));
+            }
+            Poll::Ready(Some(Ok(frame))) => frame,
+        };
+        let frame = match frame.into_data() {
+            Ok(data) => {
+                let end = body.is_end_stream();
+                stream.send_data(data, end).map_err(sending)?;
+                if end {
+                    return Poll::Ready(Ok(()));
+                }
+                continue;
+            }
+            Err(frame) => frame,
+        };
+        if let Ok(trailers) = frame.into_trailers() {
+            return Poll::Ready(stream.send_trailers(trailers).map_err(sending));
+        }
+    }
+}
+
+fn sending(error: h2::Error) -> Status {
+    Status::from_error(Box::new(error))
+}
+
+/// A response's body as tonic reads it: data frames (their window given
+/// back as they are read), then the trailers that carry `grpc-status`.
+struct ResponseBody {
+    recv: h2::RecvStream,
+    data_done: bool,
+    shared: Arc<Shared>,
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+        let this = &mut *self;
+        if !this.data_done {
+            match ready!(this.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // Only fails once the stream is gone, when nothing more is read.
+                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
+                }
+                Some(Err(error)) => return Poll::Ready(Some(Err(this.shared.status_of(error)))),
+                None => this.data_done = true,
+            }
+        }
+        match ready!(this.recv.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(error) => Poll::Ready(Some(Err(this.shared.status_of(error)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
     }
 }
 
 impl Shared {
     /// The open connection, connecting first if there is none.
-    async fn open_connection(&self) -> Result<http2::SendRequest<Body>, Status> {
+    async fn open_connection(&self) -> Result<h2::client::SendRequest<Bytes>, Status> {
         if let Some(open) = self.connection.load().as_deref()
             && !open.is_closed()
         {
-            return Ok(open.clone());
+            return Ok(open.sender.clone());
         }
         let mut last_failure = self.connecting.lock().await;
         // Another call may have connected while this one waited.
         if let Some(open) = self.connection.load().as_deref()
             && !open.is_closed()
         {
-            return Ok(open.clone());
+            return Ok(open.sender.clone());
         }
         if let Some((at, status)) = last_failure.as_ref()
             && at.elapsed() < AFTER_A_FAILED_CONNECT
@@ -193,26 +321,52 @@ impl Shared {
             }
         };
         *last_failure = None;
-        self.connection.store(Some(Arc::new(connection.clone())));
-        Ok(connection)
+        let sender = connection.sender.clone();
+        self.connection.store(Some(Arc::new(connection)));
+        Ok(sender)
     }
 
-    async fn connect(&self) -> anyhow::Result<http2::SendRequest<Body>> {
+    async fn connect(&self) -> anyhow::Result<Connection> {
         let address = self.authority.as_str();
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address))
             .await
             .context("timed out")??;
         stream.set_nodelay(true)?;
-        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-            .handshake(TokioIo::new(stream))
+        let (sender, connection) = h2::client::Builder::new()
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .enable_push(false)
+            .handshake::<_, Bytes>(stream)
             .await?;
+        let closed = Arc::new(AtomicBool::new(false));
         let authority = self.authority.clone();
+        let ended = Arc::clone(&closed);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%authority, %error, "gRPC connection ended");
             }
+            ended.store(true, Ordering::Release);
         });
-        Ok(sender)
+        Ok(Connection { sender, closed })
+    }
+
+    /// A failed call's status: a lost connection (closed, reset, gone
+    /// away) is UNAVAILABLE, and the next call finds it closed and
+    /// connects again; a stream-level error (e.g. RST_STREAM) takes
+    /// tonic's own mapping.
+    fn status_of(&self, error: h2::Error) -> Status {
+        if error.is_io() || error.is_go_away() || self.connection_ended() {
+            Status::unavailable(format!("connection to {} lost: {error}", self.authority))
+        } else {
+            Status::from_error(Box::new(error))
+        }
+    }
+
+    fn connection_ended(&self) -> bool {
+        self.connection
+            .load()
+            .as_deref()
+            .is_none_or(Connection::is_closed)
     }
 
     /// `uri` (a method path) with this replica's scheme and authority, as
@@ -227,23 +381,165 @@ impl Shared {
     }
 }
 
-/// Whether a failed send means the connection is gone (closed, reset, gone
-/// away), which gRPC reports as UNAVAILABLE, rather than one call failing.
-fn connection_lost(error: &hyper::Error) -> bool {
-    if error.is_closed() || error.is_canceled() {
-        return true;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bare HTTP/2 server for one connection: each request's body is read
+    /// whole, then `answer` gives the response headers' `x-received` and
+    /// how many body bytes to send back before `grpc-status: 0`.
+    async fn h2_server(answer_bytes: usize) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let mut connection = h2::server::handshake(socket).await.expect("handshake");
+            while let Some(Ok((request, mut respond))) = connection.accept().await {
+                tokio::spawn(async move {
+                    let mut body = request.into_body();
+                    let mut received = 0;
+                    while let Some(Ok(data)) = body.data().await {
+                        received += data.len();
+                        let _ = body.flow_control().release_capacity(data.len());
+                    }
+                    let response = http::Response::builder()
+                        .header("x-received", received.to_string())
+                        .body(())
+                        .expect("response");
+                    let mut send = respond.send_response(response, false).expect("send");
+                    let chunk = Bytes::from(vec![7u8; 16 * 1024]);
+                    let mut left = answer_bytes;
+                    while left > 0 {
+                        let part = chunk.slice(..left.min(chunk.len()));
+                        left -= part.len();
+                        send.reserve_capacity(part.len());
+                        while send.capacity() < part.len() {
+                            match std::future::poll_fn(|cx| send.poll_capacity(cx)).await {
+                                Some(Ok(_)) => {}
+                                _ => return,
+                            }
+                        }
+                        send.send_data(part, false).expect("data");
+                    }
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                    send.send_trailers(trailers).expect("trailers");
+                });
+            }
+        });
+        address
     }
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if cause.is::<std::io::Error>() {
-            return true;
-        }
-        if let Some(h2) = cause.downcast_ref::<h2::Error>()
-            && (h2.is_io() || h2.is_go_away())
+
+    /// Reads a response body to its end: its data's length and trailers.
+    async fn read_all(mut body: Body) -> (usize, Option<http::HeaderMap>) {
+        use http_body::Body as _;
+        let mut length = 0;
+        let mut trailers = None;
+        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
         {
-            return true;
+            let frame = frame.expect("a frame");
+            match frame.into_data() {
+                Ok(data) => length += data.len(),
+                Err(frame) => trailers = frame.into_trailers().ok(),
+            }
         }
-        source = cause.source();
+        (length, trailers)
     }
-    false
+
+    /// A request body fed from a channel: frames arrive after the call began.
+    struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+    impl http_body::Body for ChannelBody {
+        type Data = Bytes;
+        type Error = Status;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|data| data.map(|data| Ok(http_body::Frame::data(data))))
+        }
+    }
+
+    fn request(body: Body) -> http::Request<Body> {
+        http::Request::builder()
+            .method("POST")
+            .uri("/test.Service/Method")
+            .header("content-type", "application/grpc")
+            .body(body)
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn an_answer_larger_than_the_connection_window_arrives_whole() {
+        // More than the 5 MiB connection window: it only arrives if the
+        // reader gives the window back as it reads.
+        let size = CONNECTION_WINDOW as usize + 1024 * 1024;
+        let address = h2_server(size).await;
+        let channel = DirectChannel::lazy(&format!("http://{address}")).expect("channel");
+        let answer = tokio::time::timeout(Duration::from_secs(20), async {
+            let response = channel.call(request(Body::empty())).await.expect("call");
+            read_all(response.into_body()).await
+        })
+        .await
+        .expect("the answer stalled");
+        assert_eq!(answer.0, size);
+        let trailers = answer.1.expect("trailers");
+        assert_eq!(
+            trailers.get("grpc-status").map(|v| v.as_bytes()),
+            Some(&b"0"[..])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_body_that_streams_is_sent_whole() {
+        let address = h2_server(0).await;
+        let channel = DirectChannel::lazy(&format!("http://{address}")).expect("channel");
+        let (frames, receiver) = tokio::sync::mpsc::channel(4);
+        frames
+            .send(Bytes::from_static(b"first"))
+            .await
+            .expect("send");
+        // The call goes out with the first frame; the rest follow from the
+        // task that takes over the body once it has nothing ready.
+        let call = tokio::spawn({
+            let channel = channel.clone();
+            async move {
+                channel
+                    .call(request(Body::new(ChannelBody(receiver))))
+                    .await
+            }
+        });
+        // Polled until the call has taken the first frame and found no
+        // second: from then on the body is the pump task's.
+        while frames.capacity() < frames.max_capacity() {
+            tokio::task::yield_now().await;
+        }
+        frames
+            .send(Bytes::from_static(b"second"))
+            .await
+            .expect("send");
+        frames
+            .send(Bytes::from_static(b"third"))
+            .await
+            .expect("send");
+        drop(frames);
+        let response = tokio::time::timeout(Duration::from_secs(20), call)
+            .await
+            .expect("the call stalled")
+            .expect("the call's task")
+            .expect("the call");
+        let received = response
+            .headers()
+            .get("x-received")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        assert_eq!(received.as_deref(), Some("16"));
+        let (_, trailers) = read_all(response.into_body()).await;
+        assert!(trailers.is_some());
+    }
 }

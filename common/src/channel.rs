@@ -19,8 +19,8 @@ use std::{
 use anyhow::Context as _;
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::ready;
+use tokio::task::JoinHandle;
 use tonic::{Status, body::Body};
 
 /// How long a connection attempt may take before the call fails.
@@ -95,14 +95,10 @@ impl tower::Service<http::Request<Body>> for MeshChannel {
     }
 }
 
-/// One lazily made HTTP/2 connection to one replica, shared by every clone.
+/// One lazily made HTTP/2 connection to one replica, shared by every clone
+/// (see the module's notes for why it is written with `h2` directly).
 /// A call finding it closed (the replica restarted, the network dropped it)
 /// connects again; a call that cannot connect fails UNAVAILABLE.
-///
-/// Calls go onto the connection with the `h2` crate itself, from the
-/// caller's task: hyper's client hands each request to its connection task
-/// over a channel and spawns a task per call to await the answer, two task
-/// hops a call that this path does not need.
 #[derive(Clone, Debug)]
 pub struct DirectChannel {
     shared: Arc<Shared>,
@@ -110,7 +106,6 @@ pub struct DirectChannel {
 
 #[derive(Debug)]
 struct Shared {
-    scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     connection: ArcSwapOption<Connection>,
     /// Held while connecting, so concurrent calls make one connection; it
@@ -118,17 +113,30 @@ struct Shared {
     connecting: tokio::sync::Mutex<Option<(std::time::Instant, Status)>>,
 }
 
-/// An open HTTP/2 connection: its request handle, and whether the task
-/// driving it has ended.
+/// An open HTTP/2 connection: its request handle, and the task driving
+/// it, which ends when the connection does.
 #[derive(Debug)]
 struct Connection {
+    authority: http::uri::Authority,
     sender: h2::client::SendRequest<Bytes>,
-    closed: Arc<AtomicBool>,
+    driver: JoinHandle<()>,
 }
 
 impl Connection {
     fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.driver.is_finished()
+    }
+
+    /// A failed call's status: a lost connection (closed, reset, gone
+    /// away) is UNAVAILABLE, and the next call finds it closed and
+    /// connects again; a stream-level error (e.g. RST_STREAM) takes
+    /// tonic's own mapping.
+    fn status_of(&self, error: h2::Error) -> Status {
+        if error.is_io() || error.is_go_away() || self.is_closed() {
+            Status::unavailable(format!("connection to {} lost: {error}", self.authority))
+        } else {
+            Status::from_error(Box::new(error))
+        }
     }
 }
 
@@ -143,9 +151,9 @@ impl DirectChannel {
         let uri: http::Uri = url
             .parse()
             .with_context(|| format!("invalid service URL {url:?}"))?;
-        let scheme = uri.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP);
         anyhow::ensure!(
-            scheme == http::uri::Scheme::HTTP,
+            uri.scheme()
+                .is_none_or(|scheme| *scheme == http::uri::Scheme::HTTP),
             "service URL {url:?}: only http:// is supported between services"
         );
         let authority = uri
@@ -158,7 +166,6 @@ impl DirectChannel {
         );
         Ok(Self {
             shared: Arc::new(Shared {
-                scheme,
                 authority,
                 connection: ArcSwapOption::empty(),
                 connecting: tokio::sync::Mutex::new(None),
@@ -172,22 +179,21 @@ impl DirectChannel {
     ) -> BoxFuture<Result<http::Response<Body>, BoxError>> {
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
-            let sender = shared.open_connection().await?;
-            let lost = |error: h2::Error| shared.status_of(error);
+            let connection = shared.open_connection().await?;
+            let lost = |error: h2::Error| connection.status_of(error);
             let (mut parts, body) = request.into_parts();
             parts.uri = shared.origin_of(&parts.uri)?;
-            let mut sender = sender.ready().await.map_err(lost)?;
+            let mut sender = connection.sender.clone().ready().await.map_err(lost)?;
             let (response, stream) = sender
                 .send_request(http::Request::from_parts(parts, ()), false)
                 .map_err(lost)?;
-            send_body(body, stream)?;
+            send_body(body, stream, &connection)?;
             let response = response.await.map_err(lost)?;
-            let shared = Arc::clone(&shared);
             Ok(response.map(|recv| {
                 Body::new(ResponseBody {
                     recv,
                     data_done: false,
-                    shared,
+                    connection,
                 })
             }))
         })
@@ -196,15 +202,21 @@ impl DirectChannel {
 
 /// Writes the request body: inline as far as it is ready (all of it, for
 /// a unary call), then from a task of its own for a body that streams.
-fn send_body(mut body: Body, mut stream: h2::SendStream<Bytes>) -> Result<(), Status> {
+fn send_body(
+    mut body: Body,
+    mut stream: h2::SendStream<Bytes>,
+    connection: &Arc<Connection>,
+) -> Result<(), Status> {
     let waker = std::task::Waker::noop();
     let mut cx = Context::from_waker(waker);
-    match pump(&mut body, &mut stream, &mut cx) {
+    match pump(&mut body, &mut stream, connection, &mut cx) {
         Poll::Ready(result) => result,
         Poll::Pending => {
+            let connection = Arc::clone(connection);
             tokio::spawn(async move {
                 // The stream resets itself when dropped unfinished.
-                let _ = std::future::poll_fn(|cx| pump(&mut body, &mut stream, cx)).await;
+                let _ =
+                    std::future::poll_fn(|cx| pump(&mut body, &mut stream, &connection, cx)).await;
             });
             Ok(())
         }
@@ -215,9 +227,11 @@ fn send_body(mut body: Body, mut stream: h2::SendStream<Bytes>) -> Result<(), St
 fn pump(
     body: &mut Body,
     stream: &mut h2::SendStream<Bytes>,
+    connection: &Connection,
     cx: &mut Context<'_>,
 ) -> Poll<Result<(), Status>> {
     use http_body::Body as _;
+    let sending = |error: h2::Error| connection.status_of(error);
     loop {
         let frame = match Pin::new(&mut *body).poll_frame(cx) {
             Poll::Pending => return Poll::Pending,
@@ -247,16 +261,12 @@ fn pump(
     }
 }
 
-fn sending(error: h2::Error) -> Status {
-    Status::from_error(Box::new(error))
-}
-
 /// A response's body as tonic reads it: data frames (their window given
 /// back as they are read), then the trailers that carry `grpc-status`.
 struct ResponseBody {
     recv: h2::RecvStream,
     data_done: bool,
-    shared: Arc<Shared>,
+    connection: Arc<Connection>,
 }
 
 impl http_body::Body for ResponseBody {
@@ -275,14 +285,16 @@ impl http_body::Body for ResponseBody {
                     let _ = this.recv.flow_control().release_capacity(data.len());
                     return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
                 }
-                Some(Err(error)) => return Poll::Ready(Some(Err(this.shared.status_of(error)))),
+                Some(Err(error)) => {
+                    return Poll::Ready(Some(Err(this.connection.status_of(error))));
+                }
                 None => this.data_done = true,
             }
         }
         match ready!(this.recv.poll_trailers(cx)) {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers)))),
             Ok(None) => Poll::Ready(None),
-            Err(error) => Poll::Ready(Some(Err(this.shared.status_of(error)))),
+            Err(error) => Poll::Ready(Some(Err(this.connection.status_of(error)))),
         }
     }
 
@@ -293,18 +305,18 @@ impl http_body::Body for ResponseBody {
 
 impl Shared {
     /// The open connection, connecting first if there is none.
-    async fn open_connection(&self) -> Result<h2::client::SendRequest<Bytes>, Status> {
-        if let Some(open) = self.connection.load().as_deref()
+    async fn open_connection(&self) -> Result<Arc<Connection>, Status> {
+        if let Some(open) = self.connection.load_full()
             && !open.is_closed()
         {
-            return Ok(open.sender.clone());
+            return Ok(open);
         }
         let mut last_failure = self.connecting.lock().await;
         // Another call may have connected while this one waited.
-        if let Some(open) = self.connection.load().as_deref()
+        if let Some(open) = self.connection.load_full()
             && !open.is_closed()
         {
-            return Ok(open.sender.clone());
+            return Ok(open);
         }
         if let Some((at, status)) = last_failure.as_ref()
             && at.elapsed() < AFTER_A_FAILED_CONNECT
@@ -321,9 +333,9 @@ impl Shared {
             }
         };
         *last_failure = None;
-        let sender = connection.sender.clone();
-        self.connection.store(Some(Arc::new(connection)));
-        Ok(sender)
+        let connection = Arc::new(connection);
+        self.connection.store(Some(Arc::clone(&connection)));
+        Ok(connection)
     }
 
     async fn connect(&self) -> anyhow::Result<Connection> {
@@ -338,42 +350,24 @@ impl Shared {
             .enable_push(false)
             .handshake::<_, Bytes>(stream)
             .await?;
-        let closed = Arc::new(AtomicBool::new(false));
         let authority = self.authority.clone();
-        let ended = Arc::clone(&closed);
-        tokio::spawn(async move {
+        let driver = tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%authority, %error, "gRPC connection ended");
             }
-            ended.store(true, Ordering::Release);
         });
-        Ok(Connection { sender, closed })
+        Ok(Connection {
+            authority: self.authority.clone(),
+            sender,
+            driver,
+        })
     }
 
-    /// A failed call's status: a lost connection (closed, reset, gone
-    /// away) is UNAVAILABLE, and the next call finds it closed and
-    /// connects again; a stream-level error (e.g. RST_STREAM) takes
-    /// tonic's own mapping.
-    fn status_of(&self, error: h2::Error) -> Status {
-        if error.is_io() || error.is_go_away() || self.connection_ended() {
-            Status::unavailable(format!("connection to {} lost: {error}", self.authority))
-        } else {
-            Status::from_error(Box::new(error))
-        }
-    }
-
-    fn connection_ended(&self) -> bool {
-        self.connection
-            .load()
-            .as_deref()
-            .is_none_or(Connection::is_closed)
-    }
-
-    /// `uri` (a method path) with this replica's scheme and authority, as
+    /// `uri` (a method path) with this replica's authority and `http`, as
     /// HTTP/2's `:scheme` and `:authority` need them.
     fn origin_of(&self, uri: &http::Uri) -> Result<http::Uri, Status> {
         let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
+        parts.scheme = Some(http::uri::Scheme::HTTP);
         parts.authority = Some(self.authority.clone());
         parts.path_and_query = uri.path_and_query().cloned();
         http::Uri::from_parts(parts)
@@ -472,6 +466,44 @@ mod tests {
             .header("content-type", "application/grpc")
             .body(body)
             .expect("request")
+    }
+
+    /// A caller that gives up (its deadline passed, its own caller went
+    /// away) cancels the call at the server too, so the server stops
+    /// working on it and its stream is freed.
+    #[tokio::test]
+    async fn a_call_dropped_in_flight_is_reset_at_the_server() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (arrived, request_arrived) = tokio::sync::oneshot::channel();
+        let (reset, reset_seen) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let mut connection = h2::server::handshake(socket).await.expect("handshake");
+            let Some(Ok((_request, mut respond))) = connection.accept().await else {
+                return;
+            };
+            let _ = arrived.send(());
+            // Never answers; drives the connection until the caller resets.
+            let reason = tokio::select! {
+                reason = std::future::poll_fn(|cx| respond.poll_reset(cx)) => reason.ok(),
+                _ = connection.accept() => None,
+            };
+            let _ = reset.send(reason);
+            while connection.accept().await.is_some() {}
+        });
+        let channel = DirectChannel::lazy(&format!("http://{address}")).expect("channel");
+        tokio::select! {
+            answer = channel.call(request(Body::empty())) => panic!("answered: {:?}", answer.map(|r| r.status())),
+            _ = request_arrived => {}
+        }
+        let reason = tokio::time::timeout(Duration::from_secs(20), reset_seen)
+            .await
+            .expect("the server never saw the call end")
+            .expect("the server task");
+        assert_eq!(reason, Some(h2::Reason::CANCEL));
     }
 
     #[tokio::test]
